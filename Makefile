@@ -1,0 +1,46 @@
+# lseg_pacl — every target creates and reuses the virtualenv (.venv) by itself.
+#   make train [EXP=demo] [ARGS="key=value ..."]     make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+EXP ?= demo
+ARGS ?=
+CKPT ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train eval test test-fast lint synth clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools (once; again when pyproject.toml changes)
+
+train: $(STAMP) ## train an experiment: make train EXP=pacl_vitb16 ARGS="optim.lr=1e-4" (default EXP=demo)
+	$(PY) -m lseg_pacl train $(EXP) $(ARGS)
+
+eval: $(STAMP) ## zero-shot evaluation: make eval EXP=demo_pacl CKPT=runs/.../last.ckpt ARGS="..."
+	$(PY) -m lseg_pacl eval $(EXP) $(if $(CKPT),ckpt=$(CKPT)) $(ARGS)
+
+test: $(STAMP) ## the whole test suite, slow end-to-end tests included
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the tests without the slow end-to-end ones
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check lseg_pacl data_modules tests
+
+synth: $(STAMP) ## write the synthetic world: make synth ARGS="out=data/synthetic seed=0"
+	$(PY) -m lseg_pacl data synth $(if $(ARGS),$(ARGS),out=data/synthetic)
+
+clean: ## remove caches and build files (keeps .venv, runs/ and data/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

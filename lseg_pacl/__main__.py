@@ -1,0 +1,3 @@
+from lseg_pacl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,347 @@
+"""The experiment schema and the one place configuration is read.
+
+An experiment is built in layers: schema defaults <- experiments/<base>.yaml (recursively) <- experiments/<EXP>.yaml
+<- command-line ``key=value`` overrides (OmegaConf's dotlist form, as W&B sweep agents write them). The result is
+a struct config: an unknown key or a value of the wrong type is a ``ConfigError`` naming the key and the closest
+valid keys, which the CLI turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lseg_pacl.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def experiments_dir() -> Path:
+    """Where experiment YAMLs live: $LSEG_PACL_EXPERIMENTS, else the repository's experiments/."""
+    return Path(os.environ.get("LSEG_PACL_EXPERIMENTS", REPO_ROOT / "experiments"))
+
+
+# ----------------------------------------------------------------------------------------------- schema
+
+
+@dataclass
+class ClipConfig:
+    """Which open_clip model and weights; ``pretrained`` is a tag (e.g. openai), a local file, or null (random)."""
+
+    name: str = "lseg-tiny-vit"
+    pretrained: str | None = None
+    image_size: int | None = None  # None: the model config's own size
+
+
+@dataclass
+class PaclConfig:
+    hidden_dim: int = 512
+    # Patch-softmax temperature: a = softmax(s / temperature). Raw cosines (temperature 1) give almost uniform
+    # weights, so the default sharpens them tenfold (method notes, section 2).
+    temperature: float = 0.1
+    learn_temperature: bool = False
+    # Start the skip branch of the embedder as CLIP's own projection, so PACL starts from CLIP's patch space.
+    init_skip_from_proj: bool = True
+    noun_prompts: bool = True
+    freeze_vision: bool = True
+    freeze_text: bool = True
+
+
+@dataclass
+class ModelConfig:
+    objective: str = "pacl"  # clip | pacl
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pacl: PaclConfig = field(default_factory=PaclConfig)
+    logit_scale_init: float = 14.285714  # 1 / 0.07, CLIP's initial value
+    learn_logit_scale: bool = True
+    logit_scale_max: float = 100.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded world (data_modules/synthetic.py): generated into ``out`` when a run needs it."""
+
+    enabled: bool = False  # generate the world (if absent) before the run starts
+    out: str = "data/synthetic"
+    seed: int = 0
+    n_train: int = 4000
+    n_val: int = 200
+    size: int = 64
+
+
+@dataclass
+class CaptionDataConfig:
+    format: str = "coco"  # coco: annotations/captions_<split>.json beside <split>/*.jpg
+    root: str | None = None  # None: $DATA_ROOT/coco
+    split: str = "train2017"
+    image_size: int = 224
+    crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound
+    hflip: bool = True
+
+
+@dataclass
+class SegDataConfig:
+    dataset: str = "ade20k"  # ade20k | synthetic
+    root: str | None = None  # None: $DATA_ROOT/ADEChallengeData2016
+    split: str = "validation"
+    image_size: int = 224  # resize the short side, centre-crop a square (the full protocol comes with `eval`)
+    max_images: int | None = None
+
+
+@dataclass
+class DataConfig:
+    train: CaptionDataConfig = field(default_factory=CaptionDataConfig)
+    val: SegDataConfig = field(default_factory=SegDataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    batch_size: int = 64
+    val_batch_size: int = 32
+    num_workers: int = 4
+
+
+@dataclass
+class EvalConfig:
+    templates: str = "pacl7"  # raw | pacl7
+    ckpt: str | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to lightning.Trainer as keyword arguments (null values are left to Lightning's defaults)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_steps: int = -1
+    max_epochs: int | None = None
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = 1
+    log_every_n_steps: int = 1  # metrics.csv holds every step
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int | None = 0
+    deterministic: Any = None
+    benchmark: bool | None = None
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled; the API key only ever comes from the environment
+    project: str = "lseg_pacl"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class RunConfig:
+    root: str = "runs"  # runs/<experiment>/<run id>/
+    dir: str | None = None  # an explicit run directory instead
+    id: str | None = None  # set by the runner (also the W&B run id)
+    experiment: str | None = None  # set by the loader
+
+
+@dataclass
+class ExperimentConfig:
+    base: str | None = None
+    description: str = ""
+    # A pipeline: run these experiments in order in one run directory; a stage may take the CLIP weights of the
+    # stage before it with model.clip.pretrained=previous_stage.
+    stages: list[str] = field(default_factory=list)
+    seed: int = 0
+    resume: str | None = None  # a run directory, or "last" for the newest run of this experiment
+    run: RunConfig = field(default_factory=RunConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES = {
+    "model.objective": ("clip", "pacl"),
+    "optim.name": ("adamw", "sgd"),
+    "optim.schedule": ("cosine", "constant"),
+    "data.train.format": ("coco",),
+    "data.val.dataset": ("ade20k", "synthetic"),
+    "eval.templates": ("raw", "pacl7"),
+    "logger.wandb.mode": ("offline", "online", "disabled"),
+}
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def schema() -> DictConfig:
+    cfg = OmegaConf.structured(ExperimentConfig)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def valid_keys(node: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (leaves and sections), for suggestions."""
+    node = schema() if node is None else node
+    keys = []
+    for k, v in node.items_ex(resolve=False) if isinstance(node, DictConfig) else []:
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, DictConfig):
+            keys.extend(valid_keys(v, full + "."))
+    return keys
+
+
+def closest_keys(key: str, n: int = 3) -> list[str]:
+    keys = valid_keys()
+    hits = difflib.get_close_matches(key, keys, n=n, cutoff=0.5)
+    if not hits:  # compare the last component too: "trainer.max_stepz" vs "max_steps"
+        leaf = key.rsplit(".", 1)[-1]
+        hits = [k for k in keys if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.7)][:n]
+    return hits
+
+
+def _explain(exc: OmegaConfBaseException, where: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or "?"
+    first = str(exc).splitlines()[0]
+    if "not in" in first or "Missing key" in first or "Key '" in first:
+        near = closest_keys(key)
+        hint = f"; closest valid keys: {', '.join(near)}" if near else ""
+        return ConfigError(f"unknown config key '{key}' ({where}){hint}")
+    return ConfigError(f"bad value for config key '{key}' ({where}): {first}")
+
+
+def _merge(cfg: DictConfig, other: Any, where: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, other)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, where) from None
+
+
+def available_experiments() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def _experiment_file(name: str) -> Path:
+    path = experiments_dir() / f"{name}.yaml"
+    if not path.is_file():
+        near = difflib.get_close_matches(name, available_experiments(), n=3)
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise ConfigError(
+            f"no experiment named '{name}' in {experiments_dir()}{hint}. "
+            f"Available: {', '.join(available_experiments())}"
+        )
+    return path
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    try:
+        node = OmegaConf.load(path)
+    except Exception as exc:  # yaml syntax errors carry the line
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return node
+
+
+def _layers(name: str, seen: tuple[str, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The experiment's files from the most basic base to itself."""
+    if name in seen:
+        raise ConfigError(f"experiment base cycle: {' -> '.join((*seen, name))}")
+    path = _experiment_file(name)
+    node = _read_yaml(path)
+    base = node.get("base")
+    below = _layers(str(base), (*seen, name)) if base else []
+    return [*below, (path, node)]
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from None
+
+
+def validate(cfg: DictConfig) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' is {value!r}; allowed: {', '.join(allowed)}")
+    for stage in cfg.stages:
+        _experiment_file(stage)
+    if cfg.stages and cfg.resume not in (None, "last") and not Path(cfg.resume).is_dir():
+        raise ConfigError(f"resume={cfg.resume} is not a run directory")
+
+
+def load_config(experiment: str, overrides: list[str] | None = None) -> DictConfig:
+    """Schema <- base experiments <- the experiment <- overrides; validated and read-only."""
+    cfg = schema()
+    for path, node in _layers(experiment):
+        cfg = _merge(cfg, node, str(path))
+    cfg = _merge(cfg, parse_overrides(overrides or []), "command line")
+    cfg.run.experiment = experiment
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def merge_overrides(cfg: DictConfig, overrides: list[str], where: str = "command line") -> DictConfig:
+    """A copy of a loaded config with more overrides applied (e.g. a pipeline stage's links)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg))
+    base = schema()
+    out = _merge(base, out, "saved config")
+    out = _merge(out, parse_overrides(overrides), where)
+    validate(out)
+    OmegaConf.set_readonly(out, True)
+    return out
+
+
+def load_saved(path: Path) -> DictConfig:
+    """A run's config.yaml, checked against the current schema."""
+    return _merge(schema(), _read_yaml(path), str(path))
+
+
+def to_plain(cfg: DictConfig) -> dict:
+    """Plain containers only: Lightning 2.6 loads checkpoints with weights_only=True."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def from_plain(data: dict) -> DictConfig:
+    return _merge(schema(), OmegaConf.create(data), "checkpoint hyperparameters")
+
+
+def data_root(explicit: str | None, sub: str, key: str) -> Path:
+    """An explicit root, else $DATA_ROOT/<sub>; an error that says what to set when neither exists."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("DATA_ROOT")
+    if env:
+        return Path(env).expanduser() / sub
+    raise ConfigError(f"no dataset root given: pass {key}=DIR or set the DATA_ROOT environment variable "
+                      f"(then $DATA_ROOT/{sub} is used)")

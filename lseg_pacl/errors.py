@@ -1,0 +1,21 @@
+"""Errors the user can fix: the CLI prints them as one message (no traceback) and exits with their code."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user must provide or change; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """A bad experiment name, key or value."""
+
+    exit_code = 2
+
+
+class MissingInputError(UserError):
+    """Weights or data that are not on this machine; the message says what to provide and where."""
+
+    exit_code = 3

@@ -1,0 +1,1 @@
+"""Networks: open_clip CLIP with dense features (clip.py) and PACL's embedder and compatibility (pacl.py)."""

@@ -1,0 +1,96 @@
+"""What every objective shares: the config it was built from, the optimizer and schedule, and zero-shot
+segmentation validation on the DataModule's benchmark (logged as val/mIoU)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from lseg_pacl.config import from_plain
+from lseg_pacl.models.clip import ClipBackbone
+from lseg_pacl.objectives.zeroshot import zero_shot_logits
+from lseg_pacl.prompts import templates
+
+IGNORE_INDEX = 255
+
+
+class ZeroShotObjective(L.LightningModule):
+    """Base LightningModule. ``config`` is the full experiment config as plain containers, saved as the only
+    hyperparameter so that a checkpoint alone rebuilds the module. ``load_pretrained=False`` skips reading
+    the configured weights (the checkpoint's state dict replaces them anyway)."""
+
+    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = from_plain(config)
+        clip_cfg = self.cfg.model.clip
+        self.clip = ClipBackbone(clip_cfg.name, clip_cfg.pretrained if load_pretrained else None,
+                                 clip_cfg.image_size)
+        self.templates = templates(self.cfg.eval.templates)
+        self.val_miou: MulticlassJaccardIndex | None = None
+
+    # ---- what an objective provides
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] patch embeddings in the space where class-name texts live (each objective defines it)."""
+        raise TypeError(f"{type(self).__name__} does not define dense_embeddings")
+
+    def text_is_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.clip.model.transformer.parameters())
+
+    # ---- validation: zero-shot segmentation
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "val_class_names", None) if dm is not None else None
+        if names:
+            self.class_names = tuple(names)
+            self.val_miou = MulticlassJaccardIndex(num_classes=len(names), ignore_index=IGNORE_INDEX,
+                                                   average="macro")
+
+    def on_validation_epoch_start(self) -> None:
+        if self.text_is_trainable():
+            self.clip.text_cache.clear()
+
+    def segment(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Class logits [B, C, H, W] for the validation label set."""
+        grid = self.clip.grid(images.shape[-2], images.shape[-1])
+        classes = self.clip.class_embeddings(self.class_names, self.templates).to(images.device)
+        return zero_shot_logits(self.dense_embeddings(images), grid, classes, size or tuple(images.shape[-2:]))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        masks = batch["mask"]
+        logits = self.segment(batch["image"], tuple(masks.shape[-2:]))
+        self.val_miou.update(logits.argmax(1), masks)
+        self.log("val/mIoU", self.val_miou, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=masks.shape[0])
+
+    # ---- optimisation
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        named = self.trainable_parameters()
+        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if o.name == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(o.warmup_steps, total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if o.schedule == "constant":
+                return 1.0
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,34 @@
+"""Plain CLIP training: symmetric InfoNCE between pooled image and caption embeddings, learnable logit scale.
+
+The baseline PACL starts from; its zero-shot segmentation uses CLIP's own patch tokens (ln_post + projection).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lseg_pacl.objectives.base import ZeroShotObjective
+from lseg_pacl.objectives.losses import contrastive_loss
+
+
+class ClipContrastive(ZeroShotObjective):
+    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
+        super().__init__(config, load_pretrained)
+        self.clip.model.logit_scale.requires_grad_(self.cfg.model.learn_logit_scale)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.model.logit_scale.float().exp().clamp(max=self.cfg.model.logit_scale_max)
+
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.dense_features(images)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        image = F.normalize(self.clip.encode_image(batch["image"]).float(), dim=-1)
+        text = F.normalize(self.clip.encode_text(batch["caption"]).float(), dim=-1)
+        scale = self.logit_scale()
+        loss = contrastive_loss(scale * image @ text.t())
+        bs = image.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/logit_scale", scale, batch_size=bs)
+        return loss

@@ -1,0 +1,98 @@
+"""PACL training: frozen CLIP encoders, a trainable patch embedder, and the patch-aligned compatibility inside
+a symmetric InfoNCE on caption data (method notes, section 2).
+
+Noun-prompt augmentation: the nouns of the batch's captions, each wrapped in one of PACL's 7 templates (drawn at
+random), are added as extra texts. A noun text is a positive for every image whose caption names that noun, so
+images sharing a noun are not pushed apart; the loss is the multi-positive form of InfoNCE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility
+from lseg_pacl.objectives.base import ZeroShotObjective
+from lseg_pacl.objectives.losses import contrastive_loss
+from lseg_pacl.prompts import PACL_TEMPLATES
+
+
+def noun_prompts(nouns: list[list[str]], templates: tuple[str, ...] = PACL_TEMPLATES
+                 ) -> tuple[list[str], torch.Tensor]:
+    """One templated prompt per distinct noun of the batch, and [B, U] booleans: image b's caption names noun u."""
+    vocab = sorted({n for per_image in nouns for n in per_image})
+    picks = torch.randint(len(templates), (len(vocab),)).tolist() if vocab else []
+    prompts = [templates[k].format(n) for k, n in zip(picks, vocab, strict=True)]
+    has = torch.zeros(len(nouns), len(vocab), dtype=torch.bool)
+    index = {n: i for i, n in enumerate(vocab)}
+    for b, per_image in enumerate(nouns):
+        for n in per_image:
+            has[b, index[n]] = True
+    return prompts, has
+
+
+class Pacl(ZeroShotObjective):
+    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
+        super().__init__(config, load_pretrained)
+        p = self.cfg.model.pacl
+        self.clip.requires_grad_(False)
+        if not p.freeze_vision:
+            self.clip.model.visual.requires_grad_(True)
+        if not p.freeze_text:
+            for name, param in self.clip.model.named_parameters():
+                if not name.startswith("visual.") and name != "logit_scale":
+                    param.requires_grad_(True)
+        skip_init = self.clip.model.visual.proj if p.init_skip_from_proj else None
+        self.embedder = PatchEmbedder(self.clip.width, self.clip.embed_dim, p.hidden_dim, skip_init)
+        self.log_temperature = nn.Parameter(torch.tensor(float(p.temperature)).log(),
+                                            requires_grad=p.learn_temperature)
+        self.log_logit_scale = nn.Parameter(torch.tensor(float(self.cfg.model.logit_scale_init)).log(),
+                                            requires_grad=self.cfg.model.learn_logit_scale)
+
+    def train(self, mode: bool = True) -> Pacl:
+        """Frozen encoders stay in eval mode (no dropout or norm-statistics updates) while training."""
+        super().train(mode)
+        p = self.cfg.model.pacl
+        if p.freeze_vision and p.freeze_text:
+            self.clip.eval()
+        return self
+
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.float().exp()
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.log_logit_scale.float().exp().clamp(max=self.cfg.model.logit_scale_max)
+
+    def _frozen(self, frozen: bool):
+        return torch.no_grad() if frozen else contextlib.nullcontext()
+
+    def patch_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        with self._frozen(self.cfg.model.pacl.freeze_vision):
+            tokens = self.clip.patch_tokens(images)
+        return self.embedder(tokens)
+
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        return self.patch_embeddings(images)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        patches = self.patch_embeddings(batch["image"])
+        texts = list(batch["caption"])
+        positives = torch.eye(len(texts), dtype=torch.bool)
+        if self.cfg.model.pacl.noun_prompts:
+            prompts, has = noun_prompts(batch["nouns"])
+            texts += prompts
+            positives = torch.cat([positives, has], dim=1)
+        with self._frozen(self.cfg.model.pacl.freeze_text):
+            text_emb = self.clip.encode_text(texts)
+        phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())
+        scale = self.logit_scale()
+        loss = contrastive_loss(scale * phi, positives.to(phi.device))
+        bs = patches.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/logit_scale", scale, batch_size=bs)
+        self.log("train/temperature", self.temperature(), batch_size=bs)
+        self.log("train/texts", float(len(texts)), batch_size=bs)
+        return loss

@@ -1,0 +1,252 @@
+"""From a config to a finished run: run directories, resume, loggers, callbacks, the Trainer, the summary.
+
+A run directory (runs/<experiment>/<run id>/) holds config.yaml, checkpoints/ (last.ckpt and the best by
+val/mIoU), metrics.csv, wandb/ and summary.json (the final metrics, measured on the final weights). A pipeline
+experiment (``stages``) runs each stage in a sub-directory of one run directory, in order.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from lseg_pacl.builders import build_train_data, check_inputs
+from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
+from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.objectives import build_objective
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_ENV = "LSEG_PACL_RUN_DIR"  # rank 0 chooses the run directory; DDP ranks started after it inherit it
+PREVIOUS_STAGE = "previous_stage"  # model.clip.pretrained value: the CLIP weights of the pipeline's stage before
+
+
+# ------------------------------------------------------------------------------------------------ run dirs
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def experiment_root(cfg: DictConfig) -> Path:
+    return Path(cfg.run.root) / cfg.run.experiment
+
+
+def newest_run(root: Path) -> Path | None:
+    runs = [p for p in root.glob("*/config.yaml")] if root.is_dir() else []
+    return max(runs, key=lambda p: p.stat().st_mtime).parent if runs else None
+
+
+def resolve_resume(cfg: DictConfig) -> Path:
+    """The run directory to continue; an error (never a fresh start) when there is none."""
+    if cfg.resume == "last":
+        found = newest_run(experiment_root(cfg))
+        if found is None:
+            raise MissingInputError(f"resume=last: no run of '{cfg.run.experiment}' under {experiment_root(cfg)}")
+        return found
+    run_dir = Path(cfg.resume).expanduser()
+    if not (run_dir / "config.yaml").is_file():
+        raise MissingInputError(f"resume={cfg.resume}: {run_dir} is not a run directory (no config.yaml)")
+    return run_dir
+
+
+def _write_config(cfg: DictConfig, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "config.yaml.tmp"
+    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))), encoding="utf-8")
+    tmp.replace(run_dir / "config.yaml")
+
+
+def _with_run(cfg: DictConfig, run_dir: Path, run_id: str, extra: list[str] = ()) -> DictConfig:
+    return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={run_id}", *extra], "runner")
+
+
+def _strip_resume(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.split("=", 1)[0].strip() == "resume"]
+
+
+def prepare_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path, bool]:
+    """(config, run directory, resuming?) for a fresh run or a resumed one."""
+    if cfg.resume:
+        run_dir = resolve_resume(cfg)
+        saved = load_saved(run_dir / "config.yaml")
+        if saved.run.experiment != cfg.run.experiment:
+            raise ConfigError(f"{run_dir} is a run of '{saved.run.experiment}', not '{cfg.run.experiment}'")
+        resumed = merge_overrides(saved, _strip_resume(overrides))
+        return resumed, run_dir, True
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        run_dir = Path(inherited)
+        return _with_run(cfg, run_dir, run_dir.name), run_dir, False
+    run_id = cfg.run.id or new_run_id()
+    run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / run_id
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
+                          f"run.dir")
+    return _with_run(cfg, run_dir, run_dir.name), run_dir, False
+
+
+# ------------------------------------------------------------------------------------------------ loggers
+
+
+class _AppendingWriter(_ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it instead."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as file:
+                self.metrics_keys = list(next(csv.reader(file), []))
+
+
+class RunCSVLogger(CSVLogger):
+    """metrics.csv directly in the run directory, appended to on resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(save_dir=str(run_dir), name="", version="")
+
+    @property
+    def experiment(self) -> _ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def log_hyperparams(self, params: Any = None) -> None:
+        """The config is already in config.yaml; no second copy."""
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    loggers: list = [RunCSVLogger(run_dir)]
+    w = cfg.logger.wandb
+    if w.mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(project=w.project, entity=w.entity, id=cfg.run.id,
+                                   name=f"{cfg.run.experiment}/{cfg.run.id}", save_dir=str(run_dir), mode=w.mode,
+                                   resume="allow", tags=list(w.tags), log_model=False))
+    return loggers
+
+
+# ------------------------------------------------------------------------------------------------ one run
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    return {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
+
+
+def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
+    """Train one experiment in ``run_dir``; returns the final metrics (validated on the final weights)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise MissingInputError(f"nothing to resume in {run_dir}: {last} does not exist")
+    if cfg.model.clip.pretrained == PREVIOUS_STAGE:
+        raise ConfigError(f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; pass "
+                          f"a CLIP checkpoint file instead")
+    check_inputs(cfg)
+    _write_config(cfg, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_objective(to_plain(cfg))
+    data = build_train_data(cfg, module.clip)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-step{step}",
+                                  auto_insert_metric_name=False, monitor="val/mIoU", mode="max", save_top_k=1,
+                                  save_last=True)
+    trainer = L.Trainer(**trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
+                        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")])
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if not last.is_file():  # a run that ended before any save still leaves its final state
+        trainer.save_checkpoint(last)
+    final = trainer.validate(module, datamodule=data, verbose=False)
+    metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
+    summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "global_step": trainer.global_step,
+               "final": metrics, "best_checkpoint": checkpoints.best_model_path or None,
+               "last_checkpoint": str(last)}
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    run_dir = Path(summary["run_dir"])
+    print(f"\nRun finished: {run_dir}")
+    for label, path in (("config", "config.yaml"), ("checkpoints", "checkpoints"), ("metrics", "metrics.csv"),
+                        ("wandb", "wandb"), ("summary", "summary.json")):
+        if (run_dir / path).exists():
+            print(f"  {label:<12}{run_dir / path}")
+    finals = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary["final"].items()))
+    print(f"Final metrics (step {summary['global_step']}): {finals}")
+
+
+# ------------------------------------------------------------------------------------------------ pipelines
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: bool) -> dict:
+    """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a last.ckpt continues."""
+    _write_config(cfg, run_dir)
+    stage_overrides = [o for o in _strip_resume(overrides) if not o.startswith(("run.", "stages"))]
+    results, previous = {}, None
+    for stage in cfg.stages:
+        stage_dir = run_dir / stage
+        done = stage_dir / "summary.json"
+        if done.is_file():
+            results[stage] = json.loads(done.read_text(encoding="utf-8"))
+            previous = results[stage]["last_checkpoint"]
+            print(f"stage {stage}: already done ({stage_dir})")
+            continue
+        stage_cfg = load_config(stage, stage_overrides)
+        links = [f"run.dir={stage_dir}", f"run.id={run_dir.name}-{stage}"]
+        if stage_cfg.model.clip.pretrained == PREVIOUS_STAGE:
+            if previous is None:
+                raise ConfigError(f"stage {stage} takes the previous stage's weights, but it is the first stage")
+            links.append(f"model.clip.pretrained={previous}")
+        stage_resume = resume and (stage_dir / "checkpoints" / "last.ckpt").is_file()
+        if stage_resume:
+            stage_cfg = merge_overrides(load_saved(stage_dir / "config.yaml"), stage_overrides)
+        else:
+            stage_cfg = merge_overrides(stage_cfg, links, "pipeline")
+        print(f"stage {stage}: {'resuming' if stage_resume else 'training'} in {stage_dir}")
+        results[stage] = fit(stage_cfg, stage_dir, stage_resume)
+        previous = results[stage]["last_checkpoint"]
+    summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "stages": results}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def print_pipeline(summary: dict) -> None:
+    print(f"\nPipeline finished: {summary['run_dir']}")
+    print(f"{'stage':<16}{'objective':<12}{'steps':>8}{'val/mIoU':>12}  run directory")
+    for stage, s in summary["stages"].items():
+        cfg = load_saved(Path(s["run_dir"]) / "config.yaml")
+        miou = s["final"].get("val/mIoU", float("nan"))
+        print(f"{stage:<16}{cfg.model.objective:<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
+
+
+# ------------------------------------------------------------------------------------------------ entry
+
+
+def train(experiment: str, overrides: list[str]) -> dict:
+    """``lseg-pacl train EXP k=v ...``: one experiment, or each stage of a pipeline experiment."""
+    cfg = load_config(experiment, overrides)
+    cfg, run_dir, resume = prepare_run(cfg, overrides)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        if cfg.stages:
+            summary = run_pipeline(cfg, run_dir, overrides, resume)
+            print_pipeline(summary)
+        else:
+            summary = fit(cfg, run_dir, resume)
+            print_summary(summary)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+    return summary

@@ -1,0 +1,33 @@
+"""Shared fixtures: a small synthetic world (real COCO-captions and ADE20K layouts) and tiny-run overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_modules.synthetic import generate
+
+WORLD = {"seed": 0, "n_train": 48, "n_val": 8, "size": 64}
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("world") / "synthetic", **WORLD)
+
+
+@pytest.fixture
+def tiny(world, tmp_path) -> list[str]:
+    """Overrides that make any demo experiment a few-second CPU run inside tmp_path."""
+    return [
+        "logger.wandb.mode=disabled",
+        f"run.root={tmp_path / 'runs'}",
+        f"data.synthetic.out={world}",
+        f"data.synthetic.n_train={WORLD['n_train']}",
+        f"data.synthetic.n_val={WORLD['n_val']}",
+        "data.batch_size=8",
+        "data.val_batch_size=8",
+        "data.num_workers=0",
+        "trainer.max_steps=4",
+        "trainer.enable_progress_bar=false",
+    ]

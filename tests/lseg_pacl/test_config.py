@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from lseg_pacl.cli import main
+from lseg_pacl.config import closest_keys, load_config
+from lseg_pacl.errors import ConfigError
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_unknown_key_exits_2_and_names_the_closest_keys(capsys):
+    code, err = run_cli(capsys, "train", "demo_clip", "trainer.max_stepz=3")
+    assert code == 2
+    assert "trainer.max_stepz" in err and "trainer.max_steps" in err
+
+
+def test_unknown_key_in_a_section_suggests_its_neighbours():
+    assert "optim.lr" in closest_keys("optim.lrr")
+    assert "model.pacl.temperature" in closest_keys("model.pacl.temprature")
+
+
+def test_wrong_type_exits_2_and_names_the_key(capsys):
+    code, err = run_cli(capsys, "train", "demo_clip", "trainer.max_steps=many")
+    assert code == 2
+    assert "trainer.max_steps" in err
+
+
+def test_bad_experiment_name_exits_2_with_suggestion(capsys):
+    code, err = run_cli(capsys, "train", "demo_clp")
+    assert code == 2
+    assert "demo_clp" in err and "demo_clip" in err
+
+
+def test_value_outside_the_choices_is_an_error(capsys):
+    code, err = run_cli(capsys, "train", "demo_clip", "model.objective=lseg2")
+    assert code == 2 and "model.objective" in err
+
+
+def test_override_without_equals_is_an_error(capsys):
+    code, err = run_cli(capsys, "train", "demo_clip", "trainer.max_steps")
+    assert code == 2 and "key=value" in err
+
+
+def test_experiment_extends_its_base_and_overrides_win():
+    base = load_config("demo_clip")
+    child = load_config("demo_pacl", ["optim.lr=0.25", "seed=7"])
+    assert child.model.objective == "pacl" and base.model.objective == "clip"
+    assert child.data.batch_size == base.data.batch_size  # inherited
+    assert child.optim.lr == 0.25 and child.seed == 7
+    assert child.run.experiment == "demo_pacl"
+
+
+def test_interpolations_follow_overrides():
+    cfg = load_config("demo_clip", ["data.synthetic.out=/elsewhere"])
+    assert cfg.data.train.root == "/elsewhere/coco"
+
+
+def test_base_cycle_is_reported(tmp_path: Path, monkeypatch):
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    monkeypatch.setenv("LSEG_PACL_EXPERIMENTS", str(tmp_path))
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config("a")
+
+
+def test_unknown_key_inside_an_experiment_file_names_the_file(tmp_path: Path, monkeypatch):
+    (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 0.1\n")
+    monkeypatch.setenv("LSEG_PACL_EXPERIMENTS", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_config("bad")
+    assert "optim.learning_rate" in str(info.value) and "bad.yaml" in str(info.value)
+
+
+def test_every_shipped_experiment_loads():
+    from lseg_pacl.config import available_experiments
+
+    names = available_experiments()
+    assert {"demo", "demo_clip", "demo_pacl", "pacl_vitb16"} <= set(names)
+    for name in names:
+        load_config(name)

@@ -1,0 +1,108 @@
+"""End-to-end runs of the tiny demo experiments on the small synthetic world (a few seconds each)."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lseg_pacl.cli import main
+from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.objectives import load_objective
+from lseg_pacl.runner import train
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_writes_its_directory(tiny, tmp_path, capsys):
+    summary = train("demo_clip", [*tiny, "trainer.val_check_interval=2"])  # validate during training
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent == tmp_path / "runs" / "demo_clip"
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best-step*.ckpt"))
+    steps = sorted(int(r["step"]) for r in rows(run_dir) if r.get("train/loss"))
+    assert steps == [0, 1, 2, 3]  # every step logged
+    assert 0.0 <= summary["final"]["val/mIoU"] <= 1.0
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved["global_step"] == 4
+    out = capsys.readouterr().out
+    assert str(run_dir) in out and "val/mIoU" in out
+
+
+def test_resume_continues_in_the_same_directory(tiny):
+    first = train("demo_clip", tiny)
+    run_dir = Path(first["run_dir"])
+    second = train("demo_clip", [*tiny, f"resume={run_dir}", "trainer.max_steps=7"])
+    assert Path(second["run_dir"]) == run_dir
+    assert second["global_step"] == 7
+    steps = sorted(int(r["step"]) for r in rows(run_dir) if r.get("train/loss"))
+    assert steps[:4] == [0, 1, 2, 3] and steps[-1] == 6  # history kept, training went on from step 4
+    assert len(list(run_dir.parent.iterdir())) == 1
+
+
+def test_resume_last_picks_the_newest_run(tiny):
+    first = train("demo_clip", tiny)
+    again = train("demo_clip", [*tiny, "resume=last", "trainer.max_steps=5"])
+    assert again["run_dir"] == first["run_dir"] and again["global_step"] == 5
+
+
+def test_resume_from_nothing_is_an_error(tiny, tmp_path, capsys):
+    with pytest.raises(MissingInputError, match="no run"):
+        train("demo_clip", [*tiny, "resume=last"])
+    assert main(["train", "demo_clip", *tiny, f"resume={tmp_path / 'nothing'}"]) == 3
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_is_an_error(tiny, tmp_path):
+    run_dir = tmp_path / "half"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("run:\n  experiment: demo_clip\n")
+    with pytest.raises(MissingInputError, match="last.ckpt"):
+        train("demo_clip", [*tiny, f"resume={run_dir}"])
+
+
+def test_an_existing_run_directory_is_never_overwritten(tiny, tmp_path):
+    target = tmp_path / "mine"
+    train("demo_clip", [*tiny, f"run.dir={target}"])
+    before = (target / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train("demo_clip", [*tiny, f"run.dir={target}", "seed=3"])
+    assert (target / "config.yaml").read_bytes() == before
+
+
+def test_checkpoint_loads_alone_and_eval_reproduces_the_final_miou(tiny, capsys):
+    summary = train("demo_pacl", [*tiny, "model.clip.pretrained=null"])
+    ckpt = summary["last_checkpoint"]
+    blob = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain containers only
+    assert blob["hyper_parameters"]["config"]["model"]["objective"] == "pacl"
+    module = load_objective(ckpt)
+    assert type(module).__name__ == "Pacl"
+    assert main(["eval", "demo_pacl", *tiny, f"ckpt={ckpt}"]) == 0
+    results = json.loads((Path(summary["run_dir"]) / "eval" / "results.json").read_text())
+    assert results["synthetic"]["mIoU"] == pytest.approx(summary["final"]["val/mIoU"], abs=1e-6)
+    assert results["synthetic"]["images"] == 8
+
+
+def test_previous_stage_outside_a_pipeline_is_an_error(tiny):
+    with pytest.raises(ConfigError, match="previous_stage"):
+        train("demo_pacl", tiny)
+
+
+def test_pipeline_runs_both_stages_and_pacl_starts_from_stage_one(tiny, capsys):
+    summary = train("demo", tiny)
+    stages = summary["stages"]
+    assert list(stages) == ["demo_clip", "demo_pacl"]
+    clip_ckpt = torch.load(stages["demo_clip"]["last_checkpoint"], map_location="cpu", weights_only=True)
+    pacl_ckpt = torch.load(stages["demo_pacl"]["last_checkpoint"], map_location="cpu", weights_only=True)
+    key = "clip.model.visual.proj"
+    torch.testing.assert_close(clip_ckpt["state_dict"][key], pacl_ckpt["state_dict"][key])  # frozen, inherited
+    out = capsys.readouterr().out
+    assert "demo_clip" in out and "demo_pacl" in out and "val/mIoU" in out
+    # resuming a finished pipeline does no more work and reports the same numbers
+    again = train("demo", [*tiny, f"resume={summary['run_dir']}"])
+    assert again["stages"]["demo_pacl"]["final"] == stages["demo_pacl"]["final"]
