@@ -49,7 +49,7 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 
 FORMAT = "lseg_pacl-synthetic"
-VERSION = 1
+VERSION = 2
 
 _IDX = {name: i for i, name in enumerate(CLASS_NAMES)}
 _UPPER = ("sky", "wall")
@@ -360,7 +360,7 @@ def render_image(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, 
     cv.img = cv.img * (1 - below[..., None]) + _stuff_texture(lower, rng, size, h) * below[..., None]
     cv.lab[below >= 0.5] = _IDX[lower] + 1
 
-    n = int(rng.integers(1, 5))
+    n = int(rng.integers(1, 4))
     choices = _THINGS if upper == "sky" else _THINGS[:-1]
     names = [choices[int(rng.integers(len(choices)))] for _ in range(n)]
     if names.count("sun") > 1:  # one sun at most
@@ -372,12 +372,12 @@ def render_image(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, 
     objects: list[tuple[float, str, float, float, float]] = []
     for nm in names:
         if nm == "sun":
-            ext = rng.uniform(8.0, 14.0) * s
+            ext = rng.uniform(12.0, 18.0) * s
             cy = rng.uniform(ext * 0.5, max(ext * 0.5 + 1, h - ext * 0.7))
             cx = rng.uniform(ext * 0.5, size - ext * 0.5)
             objects.append((-1e9, nm, cy, cx, ext))  # behind everything else
             continue
-        ext = rng.uniform(10.0, 28.0) * s
+        ext = rng.uniform(16.0, 32.0) * s
         bottom = rng.uniform(min(h + 0.15 * ext, size - 2), size + 0.08 * ext)
         cy = bottom - ext / 2
         cx = rng.uniform(ext * 0.3, size - ext * 0.3)

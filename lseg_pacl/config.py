@@ -48,7 +48,6 @@ class PaclConfig:
     learn_temperature: bool = False
     # Start the skip branch of the embedder as CLIP's own projection, so PACL starts from CLIP's patch space.
     init_skip_from_proj: bool = True
-    noun_prompts: bool = True
     freeze_vision: bool = True
     freeze_text: bool = True
 
@@ -56,6 +55,8 @@ class PaclConfig:
 @dataclass
 class ModelConfig:
     objective: str = "pacl"  # clip | pacl
+    # PACL's augmentation: the captions' nouns in the 7 templates as extra texts (objectives/texts.py)
+    noun_prompts: bool = True
     clip: ClipConfig = field(default_factory=ClipConfig)
     pacl: PaclConfig = field(default_factory=PaclConfig)
     logit_scale_init: float = 14.285714  # 1 / 0.07, CLIP's initial value

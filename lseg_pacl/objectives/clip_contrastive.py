@@ -1,4 +1,5 @@
-"""Plain CLIP training: symmetric InfoNCE between pooled image and caption embeddings, learnable logit scale.
+"""Plain CLIP training: symmetric InfoNCE between pooled image and caption embeddings, learnable logit scale
+(optionally with PACL's noun prompts as extra texts, model.noun_prompts).
 
 The baseline PACL starts from; its zero-shot segmentation uses CLIP's own patch tokens (ln_post + projection).
 """
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.losses import contrastive_loss
+from lseg_pacl.objectives.texts import caption_texts
 
 
 class ClipContrastive(ZeroShotObjective):
@@ -24,10 +26,11 @@ class ClipContrastive(ZeroShotObjective):
         return self.clip.dense_features(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        texts, positives = caption_texts(batch, self.cfg.model.noun_prompts)
         image = F.normalize(self.clip.encode_image(batch["image"]).float(), dim=-1)
-        text = F.normalize(self.clip.encode_text(batch["caption"]).float(), dim=-1)
+        text = F.normalize(self.clip.encode_text(texts).float(), dim=-1)
         scale = self.logit_scale()
-        loss = contrastive_loss(scale * image @ text.t())
+        loss = contrastive_loss(scale * image @ text.t(), positives.to(image.device))
         bs = image.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)

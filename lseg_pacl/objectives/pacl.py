@@ -1,9 +1,7 @@
 """PACL training: frozen CLIP encoders, a trainable patch embedder, and the patch-aligned compatibility inside
 a symmetric InfoNCE on caption data (method notes, section 2).
 
-Noun-prompt augmentation: the nouns of the batch's captions, each wrapped in one of PACL's 7 templates (drawn at
-random), are added as extra texts. A noun text is a positive for every image whose caption names that noun, so
-images sharing a noun are not pushed apart; the loss is the multi-positive form of InfoNCE.
+Texts per batch: the captions plus, with noun prompts on, the batch's nouns in PACL's templates (texts.py).
 """
 
 from __future__ import annotations
@@ -11,27 +9,12 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.losses import contrastive_loss
-from lseg_pacl.prompts import PACL_TEMPLATES
-
-
-def noun_prompts(nouns: list[list[str]], templates: tuple[str, ...] = PACL_TEMPLATES
-                 ) -> tuple[list[str], torch.Tensor]:
-    """One templated prompt per distinct noun of the batch, and [B, U] booleans: image b's caption names noun u."""
-    vocab = sorted({n for per_image in nouns for n in per_image})
-    picks = torch.randint(len(templates), (len(vocab),)).tolist() if vocab else []
-    prompts = [templates[k].format(n) for k, n in zip(picks, vocab, strict=True)]
-    has = torch.zeros(len(nouns), len(vocab), dtype=torch.bool)
-    index = {n: i for i, n in enumerate(vocab)}
-    for b, per_image in enumerate(nouns):
-        for n in per_image:
-            has[b, index[n]] = True
-    return prompts, has
+from lseg_pacl.objectives.texts import caption_texts
 
 
 class Pacl(ZeroShotObjective):
@@ -79,12 +62,7 @@ class Pacl(ZeroShotObjective):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         patches = self.patch_embeddings(batch["image"])
-        texts = list(batch["caption"])
-        positives = torch.eye(len(texts), dtype=torch.bool)
-        if self.cfg.model.pacl.noun_prompts:
-            prompts, has = noun_prompts(batch["nouns"])
-            texts += prompts
-            positives = torch.cat([positives, has], dim=1)
+        texts, positives = caption_texts(batch, self.cfg.model.noun_prompts)
         with self._frozen(self.cfg.model.pacl.freeze_text):
             text_emb = self.clip.encode_text(texts)
         phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())

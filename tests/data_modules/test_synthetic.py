@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from data_modules import synthetic
-from data_modules.synthetic import CLASS_NAMES, generate, is_complete
+from data_modules.synthetic import CLASS_NAMES, VERSION, generate, is_complete
 
 N_TRAIN, N_VAL = 12, 4
 PLURALS = {"box": "boxes"}
@@ -64,7 +64,7 @@ def test_layout_and_json_format(world: Path) -> None:
     manifest = json.loads((world / "manifest.json").read_text())
     assert manifest == {
         "format": "lseg_pacl-synthetic",
-        "version": 1,
+        "version": VERSION,
         "seed": 3,
         "n_train": N_TRAIN,
         "n_val": N_VAL,

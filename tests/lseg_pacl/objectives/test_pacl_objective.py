@@ -1,7 +1,8 @@
 import torch
 
 from lseg_pacl.config import load_config, to_plain
-from lseg_pacl.objectives.pacl import Pacl, noun_prompts
+from lseg_pacl.objectives.pacl import Pacl
+from lseg_pacl.objectives.texts import noun_prompts
 from lseg_pacl.prompts import PACL_TEMPLATES
 
 
