@@ -46,8 +46,9 @@ class PaclConfig:
     # weights, so the default sharpens them tenfold (method notes, section 2).
     temperature: float = 0.1
     learn_temperature: bool = False
-    # Start the skip branch of the embedder as CLIP's own projection, so PACL starts from CLIP's patch space.
-    init_skip_from_proj: bool = True
+    # Start the skip branch of the embedder as CLIP's own projection (and the main branch at zero), so PACL starts
+    # from CLIP's own dense features. Off by default: on the demo it converged worse than a fresh embedder.
+    init_skip_from_proj: bool = False
     freeze_vision: bool = True
     freeze_text: bool = True
 
@@ -55,8 +56,9 @@ class PaclConfig:
 @dataclass
 class ModelConfig:
     objective: str = "pacl"  # clip | pacl
-    # PACL's augmentation: the captions' nouns in the 7 templates as extra texts (objectives/texts.py)
-    noun_prompts: bool = True
+    # PACL's augmentation: each caption noun in this many of the 7 templates as extra texts; 0 turns it off
+    # (objectives/texts.py). 7 is PACL's recipe.
+    noun_prompt_templates: int = 7
     clip: ClipConfig = field(default_factory=ClipConfig)
     pacl: PaclConfig = field(default_factory=PaclConfig)
     logit_scale_init: float = 14.285714  # 1 / 0.07, CLIP's initial value

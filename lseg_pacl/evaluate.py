@@ -10,6 +10,7 @@ import lightning as L
 
 from lseg_pacl.builders import build_val_data, check_inputs
 from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.errors import ConfigError
 from lseg_pacl.objectives import build_objective, load_objective
 from lseg_pacl.prompts import templates
 from lseg_pacl.runner import experiment_root, new_run_id
@@ -25,6 +26,9 @@ def _eval_dir(ckpt: str | None, cfg) -> Path:
 
 def evaluate(experiment: str, overrides: list[str]) -> dict:
     cfg = load_config(experiment, overrides)
+    if cfg.stages:
+        raise ConfigError(f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
+                          f"with ckpt=<that stage's checkpoint>")
     check_inputs(cfg, train=False)
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
     module.templates = templates(cfg.eval.templates)

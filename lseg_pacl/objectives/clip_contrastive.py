@@ -1,5 +1,5 @@
 """Plain CLIP training: symmetric InfoNCE between pooled image and caption embeddings, learnable logit scale
-(optionally with PACL's noun prompts as extra texts, model.noun_prompts).
+(optionally with PACL's noun prompts as extra texts, model.noun_prompt_templates).
 
 The baseline PACL starts from; its zero-shot segmentation uses CLIP's own patch tokens (ln_post + projection).
 """
@@ -26,7 +26,7 @@ class ClipContrastive(ZeroShotObjective):
         return self.clip.dense_features(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        texts, positives = caption_texts(batch, self.cfg.model.noun_prompts)
+        texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         image = F.normalize(self.clip.encode_image(batch["image"]).float(), dim=-1)
         text = F.normalize(self.clip.encode_text(texts).float(), dim=-1)
         scale = self.logit_scale()

@@ -39,8 +39,12 @@ class Pacl(ZeroShotObjective):
         """Frozen encoders stay in eval mode (no dropout or norm-statistics updates) while training."""
         super().train(mode)
         p = self.cfg.model.pacl
-        if p.freeze_vision and p.freeze_text:
-            self.clip.eval()
+        if p.freeze_vision:
+            self.clip.model.visual.eval()
+        if p.freeze_text:
+            for name, child in self.clip.model.named_children():
+                if name != "visual":
+                    child.eval()
         return self
 
     def temperature(self) -> torch.Tensor:
@@ -62,7 +66,7 @@ class Pacl(ZeroShotObjective):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         patches = self.patch_embeddings(batch["image"])
-        texts, positives = caption_texts(batch, self.cfg.model.noun_prompts)
+        texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         with self._frozen(self.cfg.model.pacl.freeze_text):
             text_emb = self.clip.encode_text(texts)
         phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())

@@ -106,3 +106,17 @@ def test_pipeline_runs_both_stages_and_pacl_starts_from_stage_one(tiny, capsys):
     # resuming a finished pipeline does no more work and reports the same numbers
     again = train("demo", [*tiny, f"resume={summary['run_dir']}"])
     assert again["stages"]["demo_pacl"]["final"] == stages["demo_pacl"]["final"]
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_keeps_the_api_key_out_of_every_file(tiny, monkeypatch):
+    secret = "lsegpacl-test-secret-0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [o for o in tiny if not o.startswith("logger.wandb.mode")]
+    summary = train("demo_clip", [*overrides, "logger.wandb.mode=offline"])
+    run_dir = Path(summary["run_dir"])
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -15,7 +15,7 @@ def batch():
 
 
 def test_clip_step_trains_both_towers_and_the_logit_scale():
-    m = module("model.noun_prompts=false")
+    m = module("model.noun_prompt_templates=0")
     loss = m.training_step(batch(), 0)
     assert torch.isfinite(loss)
     loss.backward()
@@ -26,9 +26,9 @@ def test_clip_step_trains_both_towers_and_the_logit_scale():
 
 def test_noun_prompts_change_the_clip_loss_and_can_be_switched_off():
     torch.manual_seed(0)
-    with_nouns = module("model.noun_prompts=true").training_step(batch(), 0)
+    with_nouns = module("model.noun_prompt_templates=7").training_step(batch(), 0)
     torch.manual_seed(0)
-    without = module("model.noun_prompts=false").training_step(batch(), 0)
+    without = module("model.noun_prompt_templates=0").training_step(batch(), 0)
     assert torch.isfinite(with_nouns) and not torch.isclose(with_nouns, without)
 
 

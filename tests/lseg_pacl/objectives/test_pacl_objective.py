@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lseg_pacl.config import load_config, to_plain
@@ -6,13 +7,20 @@ from lseg_pacl.objectives.texts import noun_prompts
 from lseg_pacl.prompts import PACL_TEMPLATES
 
 
-def test_noun_prompts_are_distinct_and_mark_every_image_naming_the_noun():
-    torch.manual_seed(0)
+def test_noun_prompts_use_every_template_and_mark_every_image_naming_the_noun():
     prompts, has = noun_prompts([["ball", "sky"], [], ["sky"]])
-    assert len(prompts) == 2
-    assert any(t.format("ball") == prompts[0] for t in PACL_TEMPLATES)
-    assert any(t.format("sky") == prompts[1] for t in PACL_TEMPLATES)
-    assert has.tolist() == [[True, True], [False, False], [False, True]]
+    assert prompts == [t.format("ball") for t in PACL_TEMPLATES] + [t.format("sky") for t in PACL_TEMPLATES]
+    assert has.tolist() == [[True] * 14, [False] * 14, [False] * 7 + [True] * 7]
+
+
+def test_noun_prompts_with_a_template_subset():
+    torch.manual_seed(0)
+    prompts, has = noun_prompts([["ball", "sky"], ["ball"]], per_noun=2)
+    assert len(prompts) == 4 and len(set(prompts)) == 4
+    assert all(any(t.format("ball") == p for t in PACL_TEMPLATES) for p in prompts[:2])
+    assert has.tolist() == [[True] * 4, [True, True, False, False]]
+    with pytest.raises(ValueError):
+        noun_prompts([["ball"]], per_noun=8)
 
 
 def module(**over) -> Pacl:
@@ -29,7 +37,7 @@ def batch(n=4):
 def test_training_step_trains_only_the_embedder_and_scales():
     m = module()
     m.train()
-    assert not m.clip.training  # frozen encoders stay in eval mode
+    assert not m.clip.model.visual.training and not m.clip.model.transformer.training  # frozen: eval mode
     loss = m.training_step(batch(), 0)
     assert torch.isfinite(loss)
     loss.backward()
@@ -39,8 +47,8 @@ def test_training_step_trains_only_the_embedder_and_scales():
     assert trainable == {n for n, _ in m.embedder.named_parameters(prefix="embedder")} | {"log_logit_scale"}
 
 
-def test_embedder_starts_as_clips_projection():
-    m = module()
+def test_embedder_can_start_as_clips_projection():
+    m = module(**{"model.pacl.init_skip_from_proj": "true"})
     images = batch()["image"]
     with torch.no_grad():
         torch.testing.assert_close(m.dense_embeddings(images), m.clip.dense_features(images), rtol=1e-5, atol=1e-5)
