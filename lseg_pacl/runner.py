@@ -165,8 +165,9 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     trainer = L.Trainer(**trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
                         callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")])
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    if not last.is_file():  # a run that ended before any save still leaves its final state
-        trainer.save_checkpoint(last)
+    # Lightning saves last.ckpt at epoch or validation ends; a run stopped by max_steps mid-epoch would leave an
+    # older state there. last.ckpt is always the final state, the one summary.json reports.
+    trainer.save_checkpoint(last)
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "global_step": trainer.global_step,
