@@ -45,10 +45,12 @@ def build_val_data(cfg: DictConfig, clip: ClipBackbone) -> SegmentationDataModul
         raise MissingInputError(f"segmentation data not found at {root}: download ADE20K (ADEChallengeData2016) "
                                 f"and pass data.val.root=DIR, or set DATA_ROOT to its parent folder")
     try:
-        return SegmentationDataModule(v.dataset, root, v.split, segmentation_eval_transform(
+        data = SegmentationDataModule(v.dataset, root, v.split, segmentation_eval_transform(
             v.image_size, clip.mean, clip.std), cfg.data.val_batch_size, cfg.data.num_workers, v.max_images)
+        data.setup("validate")  # reads the file lists now: a wrong layout stops here, with its path
     except (FileNotFoundError, ValueError) as exc:
-        raise MissingInputError(str(exc)) from None
+        raise MissingInputError(f"{exc} (data.val.root)") from None
+    return data
 
 
 def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
@@ -61,8 +63,13 @@ def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
                                 f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
                                 f"data.train.root=DIR, or set DATA_ROOT to the folder holding coco/")
     transform = caption_train_transform(t.image_size, clip.mean, clip.std, t.crop_scale_min, t.hflip)
-    return CaptionDataModule(root, t.split, transform, cfg.data.batch_size, cfg.data.num_workers,
+    data = CaptionDataModule(root, t.split, transform, cfg.data.batch_size, cfg.data.num_workers,
                              val=build_val_data(cfg, clip))
+    try:
+        data.setup("fit")
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise MissingInputError(f"cannot read captions under {root}: {exc} (data.train.root)") from None
+    return data
 
 
 def check_inputs(cfg: DictConfig, train: bool = True) -> None:

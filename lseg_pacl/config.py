@@ -296,6 +296,15 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' is {value!r}; allowed: {', '.join(allowed)}")
+    if not 0 <= cfg.model.noun_prompt_templates <= 7:
+        raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
+    if cfg.model.pacl.temperature <= 0:
+        raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve config key '{getattr(exc, 'full_key', '?')}': "
+                          f"{str(exc).splitlines()[0]}") from None
     for stage in cfg.stages:
         _experiment_file(stage)
     if cfg.stages and cfg.resume not in (None, "last") and not Path(cfg.resume).is_dir():

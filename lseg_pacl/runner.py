@@ -18,18 +18,21 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lseg_pacl.builders import build_train_data, check_inputs
+from lseg_pacl.checkpointing import LAST, checkpoint_callbacks
 from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import build_objective
 
 log = logging.getLogger(__name__)
 
-RUN_DIR_ENV = "LSEG_PACL_RUN_DIR"  # rank 0 chooses the run directory; DDP ranks started after it inherit it
+RUN_DIR_ENV = "LSEG_PACL_RUN_DIR"  # rank 0 chooses the run directory and id; ranks launched after it inherit
+RUN_ID_ENV = "LSEG_PACL_RUN_ID"
 PREVIOUS_STAGE = "previous_stage"  # model.clip.pretrained value: the CLIP weights of the pipeline's stage before
 
 
@@ -40,13 +43,48 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+def process_rank() -> int:
+    """This process's global rank as launchers announce it (0 when launched alone)."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def _launched_together() -> bool:
+    """Several processes started at once by torchrun or SLURM (rather than spawned by rank 0)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def _shared_run_id(cfg: DictConfig) -> str:
+    """A run id every rank agrees on without talking: explicit, inherited from rank 0, or the launcher's job id."""
+    if cfg.run.id:
+        return cfg.run.id
+    if os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
+    if _launched_together():
+        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if job == "none":
+            raise ConfigError("several processes were launched together: pass run.id=NAME (or run.dir=DIR) so that "
+                              "every rank writes to the same run")
+        return f"job-{job}"
+    return new_run_id()
+
+
 def experiment_root(cfg: DictConfig) -> Path:
     return Path(cfg.run.root) / cfg.run.experiment
 
 
+def _has_progress(run_dir: Path) -> bool:
+    """A run (or a pipeline stage of it) that saved a checkpoint or finished."""
+    return any(run_dir.glob(f"checkpoints/{LAST}")) or any(run_dir.glob(f"*/checkpoints/{LAST}")) or any(
+        run_dir.glob("*/summary.json"))
+
+
 def newest_run(root: Path) -> Path | None:
-    runs = [p for p in root.glob("*/config.yaml")] if root.is_dir() else []
-    return max(runs, key=lambda p: p.stat().st_mtime).parent if runs else None
+    runs = [p.parent for p in root.glob("*/config.yaml") if _has_progress(p.parent)] if root.is_dir() else []
+    return max(runs, key=lambda p: (p / "config.yaml").stat().st_mtime) if runs else None
 
 
 def resolve_resume(cfg: DictConfig) -> Path:
@@ -54,7 +92,8 @@ def resolve_resume(cfg: DictConfig) -> Path:
     if cfg.resume == "last":
         found = newest_run(experiment_root(cfg))
         if found is None:
-            raise MissingInputError(f"resume=last: no run of '{cfg.run.experiment}' under {experiment_root(cfg)}")
+            raise MissingInputError(f"resume=last: no run of '{cfg.run.experiment}' with a checkpoint under "
+                                    f"{experiment_root(cfg)}")
         return found
     run_dir = Path(cfg.resume).expanduser()
     if not (run_dir / "config.yaml").is_file():
@@ -63,14 +102,12 @@ def resolve_resume(cfg: DictConfig) -> Path:
 
 
 def _write_config(cfg: DictConfig, run_dir: Path) -> None:
+    if process_rank() != 0:
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "config.yaml.tmp"
+    tmp = run_dir / f"config.yaml.{os.getpid()}.tmp"
     tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))), encoding="utf-8")
     tmp.replace(run_dir / "config.yaml")
-
-
-def _with_run(cfg: DictConfig, run_dir: Path, run_id: str, extra: list[str] = ()) -> DictConfig:
-    return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={run_id}", *extra], "runner")
 
 
 def _strip_resume(overrides: list[str]) -> list[str]:
@@ -84,18 +121,18 @@ def prepare_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path
         saved = load_saved(run_dir / "config.yaml")
         if saved.run.experiment != cfg.run.experiment:
             raise ConfigError(f"{run_dir} is a run of '{saved.run.experiment}', not '{cfg.run.experiment}'")
-        resumed = merge_overrides(saved, _strip_resume(overrides))
-        return resumed, run_dir, True
+        where = [f"run.dir={run_dir}", f"run.id={saved.run.id or run_dir.name}"]  # the folder may have moved
+        return merge_overrides(saved, [*_strip_resume(overrides), *where]), run_dir, True
     inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited:
+    if inherited and process_rank() != 0:  # a DDP rank started by rank 0: same directory, same id
         run_dir = Path(inherited)
-        return _with_run(cfg, run_dir, run_dir.name), run_dir, False
-    run_id = cfg.run.id or new_run_id()
+        return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={_shared_run_id(cfg)}"], "runner"), run_dir, False
+    run_id = _shared_run_id(cfg)
     run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / run_id
-    if (run_dir / "config.yaml").exists():
+    if (run_dir / "config.yaml").exists() and process_rank() == 0:
         raise ConfigError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
                           f"run.dir")
-    return _with_run(cfg, run_dir, run_dir.name), run_dir, False
+    return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={run_id}"], "runner"), run_dir, False
 
 
 # ------------------------------------------------------------------------------------------------ loggers
@@ -127,9 +164,17 @@ class RunCSVLogger(CSVLogger):
         """The config is already in config.yaml; no second copy."""
 
 
+def _wandb_key_available() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "wandb" in netrc.read_text(errors="ignore"))
+
+
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     loggers: list = [RunCSVLogger(run_dir)]
     w = cfg.logger.wandb
+    if w.mode == "online" and not _wandb_key_available():
+        raise MissingInputError("logger.wandb.mode=online needs a W&B API key: set WANDB_API_KEY in the environment "
+                                "or run `wandb login` (or use logger.wandb.mode=offline and `wandb sync` later)")
     if w.mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
@@ -146,33 +191,37 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
 
 
+def _trainer(cfg: DictConfig, **extra) -> L.Trainer:
+    """Lightning's Trainer from trainer.*; a value Lightning rejects is a config error naming the section."""
+    try:
+        return L.Trainer(**trainer_kwargs(cfg), **extra)
+    except (ValueError, TypeError, MisconfigurationException) as exc:
+        raise ConfigError(f"bad trainer.* setting: {exc}") from None
+
+
 def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     """Train one experiment in ``run_dir``; returns the final metrics (validated on the final weights)."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_dir / "checkpoints" / LAST
     if resume and not last.is_file():
         raise MissingInputError(f"nothing to resume in {run_dir}: {last} does not exist")
     if cfg.model.clip.pretrained == PREVIOUS_STAGE:
         raise ConfigError(f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; pass "
                           f"a CLIP checkpoint file instead")
     check_inputs(cfg)
-    _write_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module.clip)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-step{step}",
-                                  auto_insert_metric_name=False, monitor="val/mIoU", mode="max", save_top_k=1,
-                                  save_last=True)
-    trainer = L.Trainer(**trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
-                        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")])
+    best = checkpoint_callbacks(run_dir / "checkpoints")
+    trainer = _trainer(cfg, default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
+                       callbacks=[*best, LearningRateMonitor(logging_interval="step")])
+    _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    # Lightning saves last.ckpt at epoch or validation ends; a run stopped by max_steps mid-epoch would leave an
-    # older state there. last.ckpt is always the final state, the one summary.json reports.
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last)  # the final state, the one summary.json reports
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
+    best_path = next((c.best_model_path for c in best if isinstance(c, ModelCheckpoint)), "")
     summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "global_step": trainer.global_step,
-               "final": metrics, "best_checkpoint": checkpoints.best_model_path or None,
-               "last_checkpoint": str(last)}
+               "final": metrics, "best_checkpoint": best_path or None, "last_checkpoint": str(last)}
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
@@ -194,6 +243,8 @@ def print_summary(summary: dict) -> None:
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: bool) -> dict:
     """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a last.ckpt continues."""
+    if resume and not _has_progress(run_dir):
+        raise MissingInputError(f"nothing to resume in {run_dir}: no stage has a checkpoint yet")
     _write_config(cfg, run_dir)
     stage_overrides = [o for o in _strip_resume(overrides) if not o.startswith(("run.", "stages"))]
     results, previous = {}, None
@@ -206,7 +257,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: b
             print(f"stage {stage}: already done ({stage_dir})")
             continue
         stage_cfg = load_config(stage, stage_overrides)
-        links = [f"run.dir={stage_dir}", f"run.id={run_dir.name}-{stage}"]
+        links = [f"run.dir={stage_dir}", f"run.id={cfg.run.id}-{stage}"]
         if stage_cfg.model.clip.pretrained == PREVIOUS_STAGE:
             if previous is None:
                 raise ConfigError(f"stage {stage} takes the previous stage's weights, but it is the first stage")
@@ -220,7 +271,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: b
         results[stage] = fit(stage_cfg, stage_dir, stage_resume)
         previous = results[stage]["last_checkpoint"]
     summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "stages": results}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if process_rank() == 0:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
@@ -240,7 +292,7 @@ def train(experiment: str, overrides: list[str]) -> dict:
     """``lseg-pacl train EXP k=v ...``: one experiment, or each stage of a pipeline experiment."""
     cfg = load_config(experiment, overrides)
     cfg, run_dir, resume = prepare_run(cfg, overrides)
-    os.environ[RUN_DIR_ENV] = str(run_dir)
+    os.environ[RUN_DIR_ENV], os.environ[RUN_ID_ENV] = str(run_dir), cfg.run.id
     try:
         if cfg.stages:
             summary = run_pipeline(cfg, run_dir, overrides, resume)
@@ -250,4 +302,5 @@ def train(experiment: str, overrides: list[str]) -> dict:
             print_summary(summary)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
+        os.environ.pop(RUN_ID_ENV, None)
     return summary

@@ -27,10 +27,13 @@ class ClipContrastive(ZeroShotObjective):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
-        image = F.normalize(self.clip.encode_image(batch["image"]).float(), dim=-1)
-        text = F.normalize(self.clip.encode_text(texts).float(), dim=-1)
-        scale = self.logit_scale()
-        loss = contrastive_loss(scale * image @ text.t(), positives.to(image.device))
+        image_emb = self.clip.encode_image(batch["image"])
+        text_emb = self.clip.encode_text(texts)
+        with torch.autocast(device_type=image_emb.device.type, enabled=False):  # logits and loss in fp32
+            image = F.normalize(image_emb.float(), dim=-1)
+            text = F.normalize(text_emb.float(), dim=-1)
+            scale = self.logit_scale()
+            loss = contrastive_loss(scale * image @ text.t(), positives.to(image.device))
         bs = image.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)

@@ -69,9 +69,10 @@ class Pacl(ZeroShotObjective):
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         with self._frozen(self.cfg.model.pacl.freeze_text):
             text_emb = self.clip.encode_text(texts)
-        phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())
-        scale = self.logit_scale()
-        loss = contrastive_loss(scale * phi, positives.to(phi.device))
+        with torch.autocast(device_type=patches.device.type, enabled=False):  # compatibility and loss in fp32
+            phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())
+            scale = self.logit_scale()
+            loss = contrastive_loss(scale * phi, positives.to(phi.device))
         bs = patches.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)

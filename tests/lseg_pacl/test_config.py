@@ -82,3 +82,14 @@ def test_every_shipped_experiment_loads():
     assert {"demo", "demo_clip", "demo_pacl", "pacl_vitb16"} <= set(names)
     for name in names:
         load_config(name)
+
+
+def test_unresolvable_interpolation_is_a_config_error(capsys):
+    code, err = run_cli(capsys, "train", "demo_clip", "data.train.root=${nope}/coco")
+    assert code == 2 and "data.train.root" in err
+
+
+@pytest.mark.parametrize("override", ["model.noun_prompt_templates=9", "model.pacl.temperature=0"])
+def test_out_of_range_values_are_config_errors(capsys, override):
+    code, err = run_cli(capsys, "train", "demo_pacl", override)
+    assert code == 2 and override.split("=")[0] in err

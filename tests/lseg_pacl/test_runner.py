@@ -45,10 +45,72 @@ def test_resume_continues_in_the_same_directory(tiny):
     assert len(list(run_dir.parent.iterdir())) == 1
 
 
-def test_resume_last_picks_the_newest_run(tiny):
-    first = train("demo_clip", tiny)
+def test_resume_last_picks_the_newest_run_with_a_checkpoint(tiny, tmp_path):
+    train("demo_clip", tiny)
+    second = train("demo_clip", tiny)
+    stub = tmp_path / "runs" / "demo_clip" / "zz-stub"  # newer, but it never saved anything
+    stub.mkdir()
+    (stub / "config.yaml").write_text("run:\n  experiment: demo_clip\n")
     again = train("demo_clip", [*tiny, "resume=last", "trainer.max_steps=5"])
-    assert again["run_dir"] == first["run_dir"] and again["global_step"] == 5
+    assert again["run_dir"] == second["run_dir"] and again["global_step"] == 5
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_newest_state(tiny, tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import Callback
+
+    import lseg_pacl.runner as runner
+
+    class CrashAtStep5(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 5:
+                raise Crash()
+
+    real = runner.checkpoint_callbacks
+    monkeypatch.setattr(runner, "checkpoint_callbacks", lambda d: [*real(d), CrashAtStep5()])
+    with pytest.raises(Crash):  # lr 0: val/mIoU never improves after step 2, so best (2) and newest (4) differ
+        train("demo_clip", [*tiny, "trainer.val_check_interval=2", "trainer.max_steps=8", "optim.lr=0"])
+    run_dir = next((tmp_path / "runs" / "demo_clip").iterdir())
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4  # the newest save (validation at step 4), not the best one
+    monkeypatch.setattr(runner, "checkpoint_callbacks", real)
+    done = train("demo_clip", [*tiny, "resume=last", "trainer.val_check_interval=2", "trainer.max_steps=8"])
+    assert done["run_dir"] == str(run_dir) and done["global_step"] == 8
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert final["global_step"] == 8
+
+
+def test_a_pipeline_with_nothing_to_resume_is_an_error(tiny, tmp_path):
+    run_dir = tmp_path / "runs" / "demo" / "empty"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("run:\n  experiment: demo\nstages: [demo_clip, demo_pacl]\n")
+    with pytest.raises(MissingInputError, match="nothing to resume"):
+        train("demo", [*tiny, f"resume={run_dir}"])
+
+
+def test_a_failed_start_leaves_no_run_behind(tiny, tmp_path, capsys):
+    assert main(["train", "demo_clip", *tiny, "trainer.precision=bogus"]) == 2
+    assert "trainer" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("demo_clip/*/config.yaml"))
+
+
+def test_a_wrong_dataset_layout_is_named_not_a_traceback(tiny, tmp_path, capsys):
+    empty = tmp_path / "not_ade"
+    empty.mkdir()
+    assert main(["train", "demo_clip", *tiny, "data.val.dataset=ade20k", f"data.val.root={empty}"]) == 3
+    err = capsys.readouterr().err
+    assert "data.val.root" in err and str(empty) in err and "Traceback" not in err
+
+
+def test_online_wandb_without_a_key_says_how_to_provide_one(tiny, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    overrides = [o for o in tiny if not o.startswith("logger.wandb.mode")]
+    assert main(["train", "demo_clip", *overrides, "logger.wandb.mode=online"]) == 3
+    assert "WANDB_API_KEY" in capsys.readouterr().err
 
 
 def test_resume_from_nothing_is_an_error(tiny, tmp_path, capsys):
@@ -76,8 +138,9 @@ def test_an_existing_run_directory_is_never_overwritten(tiny, tmp_path):
 
 
 def test_checkpoint_loads_alone_and_eval_reproduces_the_final_miou(tiny, capsys):
-    # 6 steps per epoch: the run passes an epoch end (where Lightning saves) and stops 2 steps later
-    summary = train("demo_pacl", [*tiny, "model.clip.pretrained=null", "trainer.max_steps=8"])
+    # 6 steps per epoch: the run passes an epoch end and validations, and stops 2 steps later
+    summary = train("demo_pacl", [*tiny, "model.clip.pretrained=null", "trainer.max_steps=8",
+                                  "trainer.val_check_interval=3"])
     assert summary["global_step"] == 8
     ckpt = summary["last_checkpoint"]
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain containers only
