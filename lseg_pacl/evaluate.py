@@ -33,9 +33,12 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
     module.templates = templates(cfg.eval.templates)
     data = build_val_data(cfg, module.clip)
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        logger=False, enable_checkpointing=False,
-                        enable_progress_bar=cfg.trainer.enable_progress_bar)
+    try:  # one device: validation under DDP would pad the set with duplicated images
+        trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                            logger=False, enable_checkpointing=False,
+                            enable_progress_bar=cfg.trainer.enable_progress_bar)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad trainer.* setting: {exc}") from None
     metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     v = cfg.data.val
     results = {
