@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -41,9 +40,6 @@ def build_val_data(cfg: DictConfig, clip: ClipBackbone) -> SegmentationDataModul
     v = cfg.data.val
     _check_size(v.image_size, clip, "data.val.image_size")
     root = data_root(v.root, "ADEChallengeData2016", "data.val.root")
-    if not root.is_dir():
-        raise MissingInputError(f"segmentation data not found at {root}: download ADE20K (ADEChallengeData2016) "
-                                f"and pass data.val.root=DIR, or set DATA_ROOT to its parent folder")
     try:
         data = SegmentationDataModule(v.dataset, root, v.split, segmentation_eval_transform(
             v.image_size, clip.mean, clip.std), cfg.data.val_batch_size, cfg.data.num_workers, v.max_images)
@@ -57,11 +53,6 @@ def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
     t = cfg.data.train
     _check_size(t.image_size, clip, "data.train.image_size")
     root = data_root(t.root, "coco", "data.train.root")
-    ann = root / "annotations" / f"captions_{t.split}.json"
-    if not ann.is_file():
-        raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
-                                f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
-                                f"data.train.root=DIR, or set DATA_ROOT to the folder holding coco/")
     transform = caption_train_transform(t.image_size, clip.mean, clip.std, t.crop_scale_min, t.hflip)
     data = CaptionDataModule(root, t.split, transform, cfg.data.batch_size, cfg.data.num_workers,
                              val=build_val_data(cfg, clip))
@@ -75,10 +66,14 @@ def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
 def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     """Fail within seconds, before any model is built, when data the run needs is missing."""
     ensure_synthetic(cfg)
-    wanted = [("data.val.root", "ADEChallengeData2016", cfg.data.val)]
+    val_root = data_root(cfg.data.val.root, "ADEChallengeData2016", "data.val.root")
+    if not val_root.is_dir():
+        raise MissingInputError(f"segmentation data not found at {val_root}: download ADE20K "
+                                f"(ADEChallengeData2016) and pass data.val.root=DIR, or set DATA_ROOT to its parent")
     if train:
-        wanted.insert(0, ("data.train.root", "coco", cfg.data.train))
-    for key, sub, section in wanted:
-        root = Path(data_root(section.root, sub, key))
-        if not root.is_dir():
-            raise MissingInputError(f"dataset folder {root} does not exist ({key}); see README 'Real datasets'")
+        t = cfg.data.train
+        ann = data_root(t.root, "coco", "data.train.root") / "annotations" / f"captions_{t.split}.json"
+        if not ann.is_file():
+            raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
+                                    f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
+                                    f"data.train.root=DIR, or set DATA_ROOT to the folder holding coco/")
