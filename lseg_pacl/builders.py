@@ -66,10 +66,6 @@ def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
 def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     """Fail within seconds, before any model is built, when data the run needs is missing."""
     ensure_synthetic(cfg)
-    val_root = data_root(cfg.data.val.root, "ADEChallengeData2016", "data.val.root")
-    if not val_root.is_dir():
-        raise MissingInputError(f"segmentation data not found at {val_root}: download ADE20K "
-                                f"(ADEChallengeData2016) and pass data.val.root=DIR, or set DATA_ROOT to its parent")
     if train:
         t = cfg.data.train
         ann = data_root(t.root, "coco", "data.train.root") / "annotations" / f"captions_{t.split}.json"
@@ -77,3 +73,7 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
             raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
                                     f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
                                     f"data.train.root=DIR, or set DATA_ROOT to the folder holding coco/")
+    val_root = data_root(cfg.data.val.root, "ADEChallengeData2016", "data.val.root")
+    if not val_root.is_dir():
+        raise MissingInputError(f"segmentation data not found at {val_root}: download ADE20K "
+                                f"(ADEChallengeData2016) and pass data.val.root=DIR, or set DATA_ROOT to its parent")
