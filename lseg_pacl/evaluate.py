@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
-
 from lseg_pacl.builders import build_val_data, check_inputs
 from lseg_pacl.config import load_config, to_plain
 from lseg_pacl.errors import ConfigError
 from lseg_pacl.objectives import build_objective, load_objective
 from lseg_pacl.prompts import templates
-from lseg_pacl.runner import experiment_root, new_run_id
+from lseg_pacl.runner import experiment_root, make_trainer, new_run_id
 
 
 def _eval_dir(ckpt: str | None, cfg) -> Path:
@@ -33,12 +31,9 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
     module.templates = templates(cfg.eval.templates)
     data = build_val_data(cfg, module.clip)
-    try:  # one device: validation under DDP would pad the set with duplicated images
-        trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                            logger=False, enable_checkpointing=False,
-                            enable_progress_bar=cfg.trainer.enable_progress_bar)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad trainer.* setting: {exc}") from None
+    # one device: validation under DDP would pad the set with duplicated images
+    trainer = make_trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                           logger=False, enable_checkpointing=False, enable_progress_bar=cfg.trainer.enable_progress_bar)
     metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     v = cfg.data.val
     results = {

@@ -78,7 +78,7 @@ def experiment_root(cfg: DictConfig) -> Path:
 
 def _has_progress(run_dir: Path) -> bool:
     """A run (or a pipeline stage of it) that saved a checkpoint or finished."""
-    return any(run_dir.glob(f"checkpoints/{LAST}")) or any(run_dir.glob(f"*/checkpoints/{LAST}")) or any(
+    return (run_dir / "checkpoints" / LAST).is_file() or any(run_dir.glob(f"*/checkpoints/{LAST}")) or any(
         run_dir.glob("*/summary.json"))
 
 
@@ -191,10 +191,10 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
 
 
-def _trainer(cfg: DictConfig, **extra) -> L.Trainer:
-    """Lightning's Trainer from trainer.*; a value Lightning rejects is a config error naming the section."""
+def make_trainer(**kwargs: Any) -> L.Trainer:
+    """Lightning's Trainer; a value Lightning rejects is a config error naming the trainer.* section."""
     try:
-        return L.Trainer(**trainer_kwargs(cfg), **extra)
+        return L.Trainer(**kwargs)
     except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
 
@@ -211,15 +211,15 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module.clip)
-    best = checkpoint_callbacks(run_dir / "checkpoints")
-    trainer = _trainer(cfg, default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
-                       callbacks=[*best, LearningRateMonitor(logging_interval="step")])
+    callbacks = checkpoint_callbacks(run_dir / "checkpoints")
+    trainer = make_trainer(**trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
+                           callbacks=[*callbacks, LearningRateMonitor(logging_interval="step")])
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last)  # the final state, the one summary.json reports
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
-    best_path = next((c.best_model_path for c in best if isinstance(c, ModelCheckpoint)), "")
+    best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
     summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "global_step": trainer.global_step,
                "final": metrics, "best_checkpoint": best_path or None, "last_checkpoint": str(last)}
     if trainer.is_global_zero:
