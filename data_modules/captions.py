@@ -1,8 +1,10 @@
-"""Image-caption pairs in the COCO captions layout, and the DataModule that trains on them.
+"""Image-caption pairs in the COCO captions layout, and the DataModule that trains on captions (this layout or
+streamed shards, shards.py).
 
 Layout: ``<root>/annotations/captions_<split>.json`` (images[], annotations[] with image_id and caption) beside
-``<root>/<split>/*.jpg``. One caption is drawn per image per epoch. An annotation may carry a ``nouns`` list (the
-synthetic world writes the exact nouns of each caption); PACL's noun-prompt augmentation uses it.
+``<root>/<split>/*.jpg``. One caption is drawn per image per epoch. PACL's noun-prompt augmentation uses an
+annotation's ``nouns`` list where it has one (the synthetic world writes the exact nouns of each caption), else
+the nouns found in the caption (nouns.py, offline).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data_modules.bad_samples import BadSample, Skipped, collate_with_events
 from data_modules.images import read_rgb
+from data_modules.nouns import extract_nouns
+from data_modules.shards import ShardStream
 from data_modules.transforms import seeded
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ log = logging.getLogger(__name__)
 class CaptionRecord:
     file: Path
     captions: tuple[str, ...]
-    nouns: tuple[tuple[str, ...], ...]  # per caption; empty when the annotation names none
+    nouns: tuple[tuple[str, ...] | None, ...]  # per caption; None when the annotation has no nouns list
 
 
 def read_coco_captions(root: Path, split: str) -> list[CaptionRecord]:
@@ -38,30 +43,36 @@ def read_coco_captions(root: Path, split: str) -> list[CaptionRecord]:
     if not ann_file.is_file():
         raise FileNotFoundError(f"caption annotations not found: {ann_file} (expected the COCO captions layout: "
                                 f"<root>/annotations/captions_<split>.json beside <root>/<split>/*.jpg)")
-    data = json.loads(ann_file.read_text(encoding="utf-8"))
-    caps: dict[int, list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
+    try:
+        data = json.loads(ann_file.read_bytes().decode("utf-8"))
+        annotations, images = list(data.get("annotations", [])), list(data.get("images", []))
+    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{ann_file} is not a UTF-8 COCO captions JSON file: {exc}") from None
+    caps: dict[int, list[tuple[str, tuple[str, ...] | None]]] = defaultdict(list)
     empty = 0
-    for ann in data.get("annotations", []):
-        text = str(ann.get("caption", "")).strip()
-        if not text:
+    for ann in annotations:
+        text = ann.get("caption")
+        text = text.strip() if isinstance(text, str) else ""
+        if not text or "image_id" not in ann:
             empty += 1
             continue
-        caps[int(ann["image_id"])].append((text, tuple(ann.get("nouns", ()))))
+        nouns = ann.get("nouns")
+        caps[int(ann["image_id"])].append((text, tuple(nouns) if isinstance(nouns, list) else None))
     records = []
-    for img in sorted(data.get("images", []), key=lambda im: int(im["id"])):
+    for img in sorted(images, key=lambda im: int(im["id"])):
         pairs = caps.get(int(img["id"]))
         if pairs:
             records.append(CaptionRecord(image_dir / img["file_name"], tuple(p[0] for p in pairs),
                                          tuple(p[1] for p in pairs)))
     if empty:
-        log.warning("%s: skipped %d empty captions", ann_file, empty)
+        log.warning("%s: skipped %d empty or malformed caption annotations (empty_caption)", ann_file, empty)
     if not records:
         raise ValueError(f"{ann_file} holds no image with a caption")
     return records
 
 
 class CocoCaptions(Dataset):
-    """(image, one caption drawn at random, that caption's nouns) per image."""
+    """(image, one caption drawn at random, that caption's nouns) per image; a bad image gives ``Skipped``."""
 
     def __init__(self, root: str | Path, split: str, transform: Callable) -> None:
         self.root = Path(root)
@@ -71,14 +82,19 @@ class CocoCaptions(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict | Skipped:
         rec = self.records[index]
         pick = int(torch.randint(len(rec.captions), ()).item())
-        image = seeded(self.transform, image=read_rgb(rec.file))["image"]
-        return {"image": image, "caption": rec.captions[pick], "nouns": list(rec.nouns[pick])}
+        try:
+            pixels = read_rgb(rec.file)
+        except BadSample as exc:
+            return Skipped.of(exc)
+        caption, nouns = rec.captions[pick], rec.nouns[pick]
+        return {"image": seeded(self.transform, image=pixels)["image"], "caption": caption,
+                "nouns": list(nouns) if nouns is not None else extract_nouns(caption)}
 
 
-def collate_captions(batch: list[dict]) -> dict:
+def _stack(batch: list[dict]) -> dict:
     return {
         "image": torch.stack([b["image"] for b in batch]),
         "caption": [b["caption"] for b in batch],
@@ -86,35 +102,61 @@ def collate_captions(batch: list[dict]) -> dict:
     }
 
 
-class CaptionDataModule(L.LightningDataModule):
-    """Trains on captions; validates through a segmentation DataModule (zero-shot), when one is given."""
+def collate_captions(items: list) -> dict:
+    return collate_with_events(items, _stack)
 
-    def __init__(self, root: str | Path, split: str, transform: Callable, batch_size: int, num_workers: int,
+
+class CaptionDataModule(L.LightningDataModule):
+    """Trains on captions; validates through a segmentation DataModule (zero-shot), when one is given.
+
+    ``make_train(rank, world_size)`` builds the training set once the Trainer knows the process's place: a
+    map-style ``CocoCaptions`` or a ``ShardStream`` (which yields whole batches and follows ``set_epoch``).
+    """
+
+    def __init__(self, make_train: Callable[[int, int], Dataset], batch_size: int, num_workers: int,
                  val: L.LightningDataModule | None = None) -> None:
         super().__init__()
-        self.root, self.split, self.transform = Path(root), split, transform
+        self.make_train = make_train
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val = val
-        self.train_set: CocoCaptions | None = None
+        self.train_set: Dataset | None = None
+        self._built_for: tuple[int, int] | None = None
 
     @property
-    def val_class_names(self) -> tuple[str, ...]:
+    def val_benchmarks(self) -> list[tuple[str, tuple[str, ...]]]:
         if self.val is None:
             raise RuntimeError("this caption DataModule has no validation benchmark")
-        return self.val.class_names
+        return self.val.val_benchmarks
+
+    def _place(self) -> tuple[int, int]:
+        """(rank, world size): the Trainer's once it is attached (setup may run earlier, to fail fast)."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_set is None:
-            self.train_set = CocoCaptions(self.root, self.split, self.transform)
+        place = self._place()
+        if stage in (None, "fit") and (self.train_set is None or self._built_for != place):
+            self.train_set, self._built_for = self.make_train(*place), place
         if self.val is not None:
             self.val.setup("validate")
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each training epoch's DataLoader iterator is made (the shard order depends on it)."""
+        if isinstance(self.train_set, ShardStream):
+            self.train_set.set_epoch(epoch)
+
     def train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_set, ShardStream):
+            if self.trainer is not None:  # the first iterator is made before on_train_epoch_start (and on resume)
+                self.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            # fresh workers each epoch, so that each sees the epoch just set
+            return DataLoader(self.train_set, batch_size=None, num_workers=self.num_workers,
+                              persistent_workers=False)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
                           num_workers=self.num_workers, collate_fn=collate_captions,
                           persistent_workers=self.num_workers > 0)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> list[DataLoader]:
         if self.val is None:
             return []
         return self.val.val_dataloader()

@@ -1,31 +1,67 @@
-"""Reading images and label masks from disk into numpy arrays, with errors that name the file."""
+"""Reading images and label masks into numpy arrays. Every failure is a ``BadSample`` naming the file and why.
+
+Truncated files open fine in PIL and fail on load, so everything is fully loaded here. Palette masks give their
+palette indices (never luminance); 16-bit masks keep their values (no uint8 wrap-around).
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from data_modules.bad_samples import BadSample
+
+ORIENTATION_TAG = 0x0112
+LABEL_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
+T = Image.Transpose
+_EXIF_TRANSPOSE = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_270,
+                   7: T.TRANSVERSE, 8: T.ROTATE_90}  # the EXIF orientation tag's meaning
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An RGB uint8 array, EXIF orientation applied (so it matches how viewers and masks see the image)."""
+def _open(source: Path | bytes) -> Image.Image:
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def decode_rgb(source: Path | bytes, where: object = None) -> tuple[Image.Image, int]:
+    """(fully loaded RGB image with its pixels as stored, EXIF orientation 1..8; 1 when absent)."""
+    where = where if where is not None else source
+    if isinstance(source, Path) and not source.is_file():
+        raise BadSample("missing_file", where)
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+        with _open(source) as img:
+            orientation = int(img.getexif().get(ORIENTATION_TAG, 1) or 1)
+            img.load()
+            rgb = img.convert("RGB")
+    except _DECODE_ERRORS as exc:
+        raise BadSample("bad_image", where, str(exc)) from None
+    return rgb, orientation if 1 <= orientation <= 8 else 1
+
+
+def as_viewed(img: Image.Image, orientation: int) -> Image.Image:
+    """The image as viewers show it: its EXIF orientation applied."""
+    return img.transpose(_EXIF_TRANSPOSE[orientation]) if orientation in _EXIF_TRANSPOSE else img
+
+
+def read_rgb(source: Path | bytes, where: object = None) -> np.ndarray:
+    """An RGB uint8 array with EXIF orientation applied (how caption writers saw the picture)."""
+    img, orientation = decode_rgb(source, where)
+    return np.asarray(as_viewed(img, orientation))
 
 
 def read_label_png(path: Path) -> np.ndarray:
-    """Raw label ids as int64. Palette PNGs give their palette indices (never luminance); 16-bit stays 16-bit."""
+    """Raw label ids as int64 from a single-channel, palette or 16-bit PNG."""
+    if not path.is_file():
+        raise BadSample("missing_file", path)
     try:
         with Image.open(path) as img:
-            if img.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
-                arr = np.asarray(img)
-            else:
-                raise ValueError(f"label PNG has mode {img.mode}; expected a single-channel or palette PNG")
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read label {path}: {exc}") from None
+            if img.mode not in LABEL_MODES:
+                raise BadSample("bad_mask", path, f"mode {img.mode}; expected a single-channel or palette PNG")
+            img.load()
+            arr = np.asarray(img)
+    except _DECODE_ERRORS as exc:
+        raise BadSample("bad_mask", path, str(exc)) from None
     return arr.astype(np.int64)

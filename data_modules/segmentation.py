@@ -1,98 +1,126 @@
-"""Semantic-segmentation benchmarks in their standard on-disk layouts, and the DataModule serving them.
+"""Segmentation samples of any benchmark (benchmarks.py), and the DataModule that serves a set of them.
 
-ADE20K (``ADEChallengeData2016/{images,annotations}/{training,validation}``): raw 0 = unlabeled -> 255,
-raw k -> k - 1. The synthetic world is written in the same layout with its own ``classnames.json``.
+A bad sample (missing or unreadable file, mask ids the dataset does not use, image/mask size mismatch) is
+returned as a ``Skipped`` marker and counted downstream (bad_samples.py). EXIF orientation: the image is used
+as viewers show it when that matches the mask; when only the stored pixels match, the stored pixels are used
+and the sample is noted ("exif_ignored"); when neither matches it is a size mismatch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from data_modules.classnames import ADE20K_150, read_classnames
-from data_modules.images import read_label_png, read_rgb
+from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
+from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
+from data_modules.images import as_viewed, decode_rgb, read_label_png
 
-IGNORE_INDEX = 255
-
-
-def ade_label_map(raw: np.ndarray, num_classes: int, where: Path) -> np.ndarray:
-    """ADE20K convention: 0 -> ignore (255), 1..N -> 0..N-1; anything else is an error naming the file."""
-    if raw.size and (raw.min() < 0 or raw.max() > num_classes):
-        raise ValueError(f"{where}: label ids {int(raw.min())}..{int(raw.max())} outside 0..{num_classes}")
-    out = raw - 1
-    out[raw == 0] = IGNORE_INDEX
-    return out.astype(np.uint8)
+__all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
 
 
-class AdeLayoutSegmentation(Dataset):
-    """(image, mask) pairs of an ADE20K-layout folder; masks hold contiguous ids with 255 = ignore."""
+@dataclass
+class LoadedPair:
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    mask: np.ndarray  # contiguous ids uint8 [H, W], 255 = ignore
+    notes: list[tuple[str, str]]
 
-    def __init__(self, root: str | Path, split: str, class_names: tuple[str, ...], transform: Callable,
+
+def load_pair(pair: Pair, lut: np.ndarray) -> LoadedPair:
+    """Read and map one image/mask pair; raises ``BadSample`` naming the file and the reason."""
+    raw = read_label_png(pair.mask)
+    mask, bad = map_labels(raw, lut)
+    if mask is None:
+        raise BadSample("label_out_of_range", pair.mask, f"raw ids {bad} are not used by this dataset")
+    stored, orientation = decode_rgb(pair.image)
+    viewed = as_viewed(stored, orientation)
+    notes: list[tuple[str, str]] = []
+    hw = mask.shape
+    if (viewed.height, viewed.width) == hw:
+        image = viewed
+    elif (stored.height, stored.width) == hw:
+        image = stored
+        notes.append(("exif_ignored", str(pair.image)))
+    else:
+        raise BadSample("size_mismatch", pair.image,
+                        f"image {viewed.height}x{viewed.width}, mask {hw[0]}x{hw[1]} ({pair.mask.name})")
+    return LoadedPair(np.asarray(image), mask, notes)
+
+
+class SegmentationSet(Dataset):
+    """(image, mask) samples of one benchmark split; bad ones come back as ``Skipped``."""
+
+    def __init__(self, name: str, root: str | Path, split: str | None, transform: Callable,
                  max_images: int | None = None) -> None:
-        self.root = Path(root)
-        self.class_names = class_names
+        self.bench: Benchmark = benchmark(name)
+        self.dir = dataset_dir(self.bench, root)
+        self.split = split or self.bench.default_split
+        why = self.bench.missing(self.dir, self.split)
+        if why:
+            raise FileNotFoundError(f"{name} ({self.split}) not found under {self.dir}: {why}. Expected layout:\n"
+                                    f"{self.bench.expected_layout(self.split)}")
+        self.class_names = self.bench.class_names(self.dir)
         self.transform = transform
-        image_dir = self.root / "images" / split
-        ann_dir = self.root / "annotations" / split
-        if not image_dir.is_dir() or not ann_dir.is_dir():
-            raise FileNotFoundError(f"segmentation data not found: expected {image_dir} and {ann_dir} "
-                                    f"(the ADEChallengeData2016 layout)")
-        pairs = []
-        for image in sorted(image_dir.glob("*.jpg")):
-            mask = ann_dir / f"{image.stem}.png"
-            if mask.is_file():
-                pairs.append((image, mask))
+        pairs = self.bench.pairs(self.dir, self.split)
         if not pairs:
-            raise FileNotFoundError(f"no image/mask pairs (<stem>.jpg with <stem>.png) under {self.root} ({split})")
+            raise FileNotFoundError(f"{name} ({self.split}) under {self.dir} lists no images. Expected layout:\n"
+                                    f"{self.bench.expected_layout(self.split)}")
         self.pairs = pairs[:max_images] if max_images else pairs
+        num = len(self.class_names)
+        self._luts = {False: self.bench.lut(num, False), True: self.bench.lut(num, True)}
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict:
-        image_file, mask_file = self.pairs[index]
-        image = read_rgb(image_file)
-        mask = ade_label_map(read_label_png(mask_file), len(self.class_names), mask_file)
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"{mask_file}: mask size {mask.shape} differs from image size {image.shape[:2]}")
-        out = self.transform(image=image, mask=mask)
-        return {"image": out["image"], "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long)}
+    def load(self, index: int) -> LoadedPair:
+        pair = self.pairs[index]
+        return load_pair(pair, self._luts[pair.converted])
+
+    def __getitem__(self, index: int) -> dict | Skipped:
+        try:
+            loaded = self.load(index)
+        except BadSample as exc:
+            return Skipped.of(exc)
+        out = self.transform(image=loaded.image, mask=loaded.mask)
+        return {"image": out["image"], "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long),
+                EVENTS: loaded.notes}
 
 
-def class_names_for(dataset: str, root: Path) -> tuple[str, ...]:
-    if dataset == "ade20k":
-        return ADE20K_150
-    if dataset == "synthetic":
-        return read_classnames(root.parent / "classnames.json")
-    raise ValueError(f"unknown segmentation dataset '{dataset}'")
+def collate_segmentation(items: list) -> dict:
+    return collate_with_events(items, default_collate)
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Serves one segmentation benchmark for validation (zero-shot) and, later, for mask-supervised training."""
+    """Serves a set of benchmarks for zero-shot validation, one DataLoader each, in the order given.
 
-    def __init__(self, dataset: str, root: str | Path, split: str, transform: Callable, batch_size: int,
+    ``roots`` maps each benchmark name to its folder (or to a data root holding it under its standard name).
+    """
+
+    def __init__(self, roots: dict[str, str | Path], split: str | None, transform: Callable, batch_size: int,
                  num_workers: int, max_images: int | None = None) -> None:
         super().__init__()
-        self.dataset, self.root, self.split = dataset, Path(root), split
+        if not roots:
+            raise ValueError("no validation benchmark given")
+        self.roots, self.split = dict(roots), split
         self.transform, self.batch_size, self.num_workers = transform, batch_size, num_workers
         self.max_images = max_images
-        self.class_names = class_names_for(dataset, self.root)
-        self.val_set: AdeLayoutSegmentation | None = None
-
-    @property
-    def val_class_names(self) -> tuple[str, ...]:
-        return self.class_names
+        self.val_sets: list[SegmentationSet] = []
 
     def setup(self, stage: str | None = None) -> None:
-        if self.val_set is None:
-            self.val_set = AdeLayoutSegmentation(self.root, self.split, self.class_names, self.transform,
-                                                 self.max_images)
+        if not self.val_sets:
+            self.val_sets = [SegmentationSet(name, root, self.split, self.transform, self.max_images)
+                             for name, root in self.roots.items()]
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=False)
+    @property
+    def val_benchmarks(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, class names) per validation DataLoader, in DataLoader order."""
+        return [(s.bench.name, s.class_names) for s in self.val_sets]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(s, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                           collate_fn=collate_segmentation, persistent_workers=False) for s in self.val_sets]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from data_modules.captions import CaptionDataModule
+from data_modules.benchmarks import benchmark, dataset_dir
+from data_modules.captions import CaptionDataModule, CocoCaptions
 from data_modules.segmentation import SegmentationDataModule
+from data_modules.shards import ShardSource, ShardStream, expand_urls, is_local, local_path
 from data_modules.transforms import caption_train_transform, segmentation_eval_transform
 from lseg_pacl.config import data_root
 from lseg_pacl.errors import ConfigError, MissingInputError
@@ -36,44 +40,97 @@ def _check_size(size: int, clip: ClipBackbone, key: str) -> None:
         raise ConfigError(f"{key}={size} must divide by the patch size {clip.patch_size} of {clip.name}")
 
 
+def val_roots(cfg: DictConfig) -> dict[str, Path]:
+    """Each validation benchmark's folder: data.val.roots.<name>, else <data.root or $DATA_ROOT>/<standard>."""
+    v = cfg.data.val
+    out = {}
+    for name in v.datasets:
+        bench = benchmark(name)
+        root = data_root(v.roots.get(name), cfg.data.root, bench.folder, f"data.val.roots.{name}")
+        out[name] = dataset_dir(bench, root)
+    return out
+
+
 def build_val_data(cfg: DictConfig, clip: ClipBackbone) -> SegmentationDataModule:
     v = cfg.data.val
     _check_size(v.image_size, clip, "data.val.image_size")
-    root = data_root(v.root, "ADEChallengeData2016", "data.val.root")
+    data = SegmentationDataModule(val_roots(cfg), v.split, segmentation_eval_transform(v.image_size, clip.mean,
+                                  clip.std), cfg.data.val_batch_size, cfg.data.num_workers, v.max_images)
     try:
-        data = SegmentationDataModule(v.dataset, root, v.split, segmentation_eval_transform(
-            v.image_size, clip.mean, clip.std), cfg.data.val_batch_size, cfg.data.num_workers, v.max_images)
         data.setup("validate")  # reads the file lists now: a wrong layout stops here, with its path
     except (FileNotFoundError, ValueError) as exc:
-        raise MissingInputError(f"{exc} (data.val.root)") from None
+        raise MissingInputError(f"{exc}\n(set data.val.roots.<name>=DIR, data.root=DIR or DATA_ROOT)") from None
     return data
+
+
+def shard_sources(cfg: DictConfig) -> list[ShardSource]:
+    try:
+        return [ShardSource(tuple(expand_urls(s.urls)), float(s.weight)) for s in cfg.data.train.shards]
+    except ValueError as exc:
+        raise ConfigError(f"data.train.shards: {exc}") from None
 
 
 def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
     t = cfg.data.train
     _check_size(t.image_size, clip, "data.train.image_size")
-    root = data_root(t.root, "coco", "data.train.root")
     transform = caption_train_transform(t.image_size, clip.mean, clip.std, t.crop_scale_min, t.hflip)
-    data = CaptionDataModule(root, t.split, transform, cfg.data.batch_size, cfg.data.num_workers,
-                             val=build_val_data(cfg, clip))
+    if t.format == "shards":
+        make_train = partial(_shard_stream, shard_sources(cfg), transform, cfg)
+        where = "data.train.shards"
+    else:
+        root = data_root(t.root, cfg.data.root, "coco", "data.train.root")
+        make_train = partial(_coco_captions, root, t.split, transform)
+        where = f"{root} (data.train.root)"
+    data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, clip))
     try:
         data.setup("fit")
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise MissingInputError(f"cannot read captions under {root}: {exc} (data.train.root)") from None
+        raise MissingInputError(f"cannot read the caption data ({where}): {exc}") from None
     return data
+
+
+def _coco_captions(root: Path, split: str, transform, rank: int, world_size: int) -> CocoCaptions:
+    return CocoCaptions(root, split, transform)
+
+
+def _shard_stream(sources: list[ShardSource], transform, cfg: DictConfig, rank: int, world_size: int) -> ShardStream:
+    t = cfg.data.train
+    return ShardStream(sources, transform, cfg.data.batch_size, t.samples_per_epoch, cfg.data.num_workers,
+                       seed=cfg.seed, resampled=t.resampled, shuffle_buffer=t.shuffle_buffer, rank=rank,
+                       world_size=world_size)
+
+
+def _check_shards(cfg: DictConfig) -> None:
+    for i, src in enumerate(shard_sources(cfg)):
+        local = [u for u in src.urls if is_local(u)]
+        missing = [u for u in local if not local_path(u).is_file()]
+        if local and len(missing) == len(local):
+            raise MissingInputError(
+                f"caption shards not found: none of the {len(local)} shards of data.train.shards[{i}] exists "
+                f"(first: {missing[0]}). Expected webdataset tars as img2dataset writes them (00000.tar holding "
+                f"KEY.jpg, KEY.txt, KEY.json per sample), given as brace patterns, lists or URLs")
+        if missing:
+            log.warning("data.train.shards[%d]: %d of %d shards are missing (first: %s); they are counted and "
+                        "skipped as missing_shard", i, len(missing), len(local), missing[0])
 
 
 def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     """Fail within seconds, before any model is built, when data the run needs is missing."""
     ensure_synthetic(cfg)
-    if train:
-        t = cfg.data.train
-        ann = data_root(t.root, "coco", "data.train.root") / "annotations" / f"captions_{t.split}.json"
+    t = cfg.data.train
+    if train and t.format == "shards":
+        _check_shards(cfg)
+    elif train:
+        ann = data_root(t.root, cfg.data.root, "coco", "data.train.root") / "annotations" / f"captions_{t.split}.json"
         if not ann.is_file():
             raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
                                     f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
-                                    f"data.train.root=DIR, or set DATA_ROOT to the folder holding coco/")
-    val_root = data_root(cfg.data.val.root, "ADEChallengeData2016", "data.val.root")
-    if not val_root.is_dir():
-        raise MissingInputError(f"segmentation data not found at {val_root}: download ADE20K "
-                                f"(ADEChallengeData2016) and pass data.val.root=DIR, or set DATA_ROOT to its parent")
+                                    f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/")
+    for name, folder in val_roots(cfg).items():
+        bench = benchmark(name)
+        split = cfg.data.val.split or bench.default_split
+        why = bench.missing(folder, split)
+        if why:
+            raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
+                                    f"Pass data.val.roots.{name}=DIR, or set data.root / DATA_ROOT to the folder "
+                                    f"holding {bench.folder}/")

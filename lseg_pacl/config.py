@@ -90,10 +90,22 @@ class SyntheticConfig:
 
 
 @dataclass
+class ShardSourceConfig:
+    """One caption source in img2dataset's webdataset layout: brace patterns or lists, local paths or URLs."""
+
+    urls: list[str] = field(default_factory=list)  # quote brace patterns in YAML: ['/data/cc3m/{00000..00331}.tar']
+    weight: float = 1.0  # mixing weight among sources, per sample
+
+
+@dataclass
 class CaptionDataConfig:
-    format: str = "coco"  # coco: annotations/captions_<split>.json beside <split>/*.jpg
-    root: str | None = None  # None: $DATA_ROOT/coco
+    format: str = "coco"  # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards
+    root: str | None = None  # coco: the folder holding annotations/ (None: <data.root>/coco)
     split: str = "train2017"
+    shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
+    samples_per_epoch: int | None = None  # format=shards (required): the epoch length, over all ranks
+    resampled: bool = True  # shards drawn with replacement (else each pass reads every shard once)
+    shuffle_buffer: int = 1000  # samples shuffled within each DataLoader worker
     image_size: int = 224
     crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound
     hflip: bool = True
@@ -101,21 +113,27 @@ class CaptionDataConfig:
 
 @dataclass
 class SegDataConfig:
-    dataset: str = "ade20k"  # ade20k | synthetic
-    root: str | None = None  # None: $DATA_ROOT/ADEChallengeData2016
-    split: str = "validation"
+    # Zero-shot validation benchmarks, one DataLoader each: ade20k voc20 voc21 context59 context60 coco_stuff171
+    # synthetic. val/mIoU is their mean; val/mIoU/<name> each one.
+    datasets: list[str] = field(default_factory=lambda: ["ade20k"])
+    roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder (None: <data.root>/<standard name>)
+    split: str | None = None  # None: each dataset's validation split
     image_size: int = 224  # resize the short side, centre-crop a square (the full protocol comes with `eval`)
     max_images: int | None = None
 
 
 @dataclass
 class DataConfig:
+    root: str | None = None  # the folder holding every dataset under its standard name (None: $DATA_ROOT)
     train: CaptionDataConfig = field(default_factory=CaptionDataConfig)
     val: SegDataConfig = field(default_factory=SegDataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     batch_size: int = 64
     val_batch_size: int = 32
     num_workers: int = 4
+    # Bad samples are counted, logged and skipped; the run stops once more than this share of the samples seen
+    # (checked from 100 samples on, and at every epoch end) was bad.
+    max_bad_fraction: float = 0.01
 
 
 @dataclass
@@ -191,8 +209,7 @@ CHOICES = {
     "model.objective": ("clip", "pacl"),
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),
-    "data.train.format": ("coco",),
-    "data.val.dataset": ("ade20k", "synthetic"),
+    "data.train.format": ("coco", "shards"),
     "eval.templates": ("raw", "pacl7"),
     "logger.wandb.mode": ("offline", "online", "disabled"),
 }
@@ -203,6 +220,7 @@ CHOICES = {
 def schema() -> DictConfig:
     cfg = OmegaConf.structured(ExperimentConfig)
     OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.data.val.roots, False)  # keyed by benchmark name (checked in validate)
     return cfg
 
 
@@ -298,6 +316,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"config key '{key}' is {value!r}; allowed: {', '.join(allowed)}")
     if not 0 <= cfg.model.noun_prompt_templates <= 7:
         raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
+    _validate_data(cfg.data)
     if cfg.model.pacl.temperature <= 0:
         raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
     try:
@@ -309,6 +328,31 @@ def validate(cfg: DictConfig) -> None:
         _experiment_file(stage)
     if cfg.stages and cfg.resume not in (None, "last") and not Path(cfg.resume).is_dir():
         raise ConfigError(f"resume={cfg.resume} is not a run directory")
+
+
+def _validate_data(data: DictConfig) -> None:
+    from data_modules.benchmarks import BENCHMARKS
+
+    for name in (*data.val.datasets, *data.val.roots):
+        if name not in BENCHMARKS:
+            near = difflib.get_close_matches(str(name), list(BENCHMARKS), n=2)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise ConfigError(f"data.val: unknown benchmark '{name}'{hint}; known: {', '.join(BENCHMARKS)}")
+    if not data.val.datasets:
+        raise ConfigError("data.val.datasets is empty: name at least one benchmark")
+    if not 0 <= data.max_bad_fraction <= 1:
+        raise ConfigError(f"data.max_bad_fraction={data.max_bad_fraction}: must be within 0..1")
+    t = data.train
+    if t.format == "shards":
+        if not t.shards or not all(s.urls for s in t.shards):
+            raise ConfigError("data.train.format=shards needs data.train.shards: a list of {urls: [...], weight: w}")
+        if any(s.weight <= 0 for s in t.shards):
+            raise ConfigError("data.train.shards: every weight must be > 0")
+        if not t.samples_per_epoch or t.samples_per_epoch <= 0:
+            raise ConfigError("data.train.format=shards needs data.train.samples_per_epoch (the epoch length over "
+                              "all ranks: streams have no natural end, and every rank must run as many steps)")
+        if any(str(u).startswith("pipe:") for s in t.shards for u in s.urls):
+            raise ConfigError("data.train.shards: pipe: URLs are not supported (they run a shell command)")
 
 
 def load_config(experiment: str, overrides: list[str] | None = None) -> DictConfig:
@@ -334,9 +378,20 @@ def merge_overrides(cfg: DictConfig, overrides: list[str], where: str = "command
     return out
 
 
+def migrate(node: DictConfig) -> DictConfig:
+    """Older saved configs in the current schema: data.val.{dataset,root} became data.val.{datasets,roots}."""
+    val = OmegaConf.select(node, "data.val")
+    if isinstance(val, DictConfig) and "dataset" in val:
+        name, root = val.pop("dataset"), val.pop("root", None)
+        val.datasets = [name]
+        if root:
+            val.roots = {name: root}
+    return node
+
+
 def load_saved(path: Path) -> DictConfig:
     """A run's config.yaml, checked against the current schema."""
-    return _merge(schema(), _read_yaml(path), str(path))
+    return _merge(schema(), migrate(_read_yaml(path)), str(path))
 
 
 def to_plain(cfg: DictConfig) -> dict:
@@ -345,15 +400,15 @@ def to_plain(cfg: DictConfig) -> dict:
 
 
 def from_plain(data: dict) -> DictConfig:
-    return _merge(schema(), OmegaConf.create(data), "checkpoint hyperparameters")
+    return _merge(schema(), migrate(OmegaConf.create(data)), "checkpoint hyperparameters")
 
 
-def data_root(explicit: str | None, sub: str, key: str) -> Path:
-    """An explicit root, else $DATA_ROOT/<sub>; an error that says what to set when neither exists."""
+def data_root(explicit: str | None, common: str | None, sub: str, key: str) -> Path:
+    """An explicit root, else <data.root>/<sub>, else $DATA_ROOT/<sub>; an error saying what to set otherwise."""
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ.get("DATA_ROOT")
-    if env:
-        return Path(env).expanduser() / sub
-    raise ConfigError(f"no dataset root given: pass {key}=DIR or set the DATA_ROOT environment variable "
-                      f"(then $DATA_ROOT/{sub} is used)")
+    base = common or os.environ.get("DATA_ROOT")
+    if base:
+        return Path(base).expanduser() / sub
+    raise ConfigError(f"no dataset root given for {sub}: pass {key}=DIR, or data.root=DIR, or set the DATA_ROOT "
+                      f"environment variable (then <root>/{sub} is used)")

@@ -19,3 +19,9 @@ class MissingInputError(UserError):
     """Weights or data that are not on this machine; the message says what to provide and where."""
 
     exit_code = 3
+
+
+class BadDataError(UserError):
+    """Too large a share of the data was unreadable or malformed (the message names the first bad files)."""
+
+    exit_code = 4

@@ -32,17 +32,19 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     module.templates = templates(cfg.eval.templates)
     data = build_val_data(cfg, module.clip)
     # one device: validation under DDP would pad the set with duplicated images
-    trainer = make_trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                           logger=False, enable_checkpointing=False, enable_progress_bar=cfg.trainer.enable_progress_bar)
+    trainer = make_trainer(cfg.data.max_bad_fraction, accelerator=cfg.trainer.accelerator, devices=1,
+                           precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
+                           enable_progress_bar=cfg.trainer.enable_progress_bar)
     metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     v = cfg.data.val
     results = {
-        v.dataset: {
-            "mIoU": float(metrics["val/mIoU"]),
-            "images": len(data.val_set),
-            "settings": {"split": v.split, "image_size": v.image_size, "templates": cfg.eval.templates,
+        s.bench.name: {
+            "mIoU": float(metrics[f"val/mIoU/{s.bench.name}"]),
+            "images": len(s),
+            "settings": {"split": s.split, "image_size": v.image_size, "templates": cfg.eval.templates,
                          "ckpt": cfg.eval.ckpt, "model": cfg.model.clip.name if not cfg.eval.ckpt else None},
         }
+        for s in data.val_sets
     }
     out = _eval_dir(cfg.eval.ckpt, cfg)
     out.mkdir(parents=True, exist_ok=True)

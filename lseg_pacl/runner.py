@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from lseg_pacl.builders import build_train_data, check_inputs
 from lseg_pacl.checkpointing import LAST, checkpoint_callbacks
 from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
+from lseg_pacl.data_hooks import DataEpoch, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import build_objective
 
@@ -191,10 +192,12 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     return {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
 
 
-def make_trainer(**kwargs: Any) -> L.Trainer:
-    """Lightning's Trainer; a value Lightning rejects is a config error naming the trainer.* section."""
+def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwargs: Any) -> L.Trainer:
+    """Lightning's Trainer with the data callbacks (epoch to the data, bad-sample counting); a value Lightning
+    rejects is a config error naming the trainer.* section."""
+    callbacks = [*(callbacks or []), DataEpoch(), SkipMonitor(max_bad_fraction)]
     try:
-        return L.Trainer(**kwargs)
+        return L.Trainer(callbacks=callbacks, **kwargs)
     except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
 
@@ -212,8 +215,8 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module.clip)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints")
-    trainer = make_trainer(**trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
-                           callbacks=[*callbacks, LearningRateMonitor(logging_interval="step")])
+    trainer = make_trainer(cfg.data.max_bad_fraction, [*callbacks, LearningRateMonitor(logging_interval="step")],
+                           **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last)  # the final state, the one summary.json reports

@@ -1,5 +1,5 @@
 """What every objective shares: the config it was built from, the optimizer and schedule, and zero-shot
-segmentation validation on the DataModule's benchmark (logged as val/mIoU)."""
+segmentation validation on the DataModule's benchmarks (val/mIoU/<name> each, val/mIoU their mean)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
+from data_modules.bad_samples import batch_size_of
 from lseg_pacl.config import from_plain
 from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
@@ -31,7 +32,8 @@ class ZeroShotObjective(L.LightningModule):
         self.clip = ClipBackbone(clip_cfg.name, clip_cfg.pretrained if load_pretrained else None,
                                  clip_cfg.image_size)
         self.templates = templates(self.cfg.eval.templates)
-        self.val_miou: MulticlassJaccardIndex | None = None
+        self.val_benchmarks: list[tuple[str, tuple[str, ...]]] = []
+        self.val_miou = nn.ModuleList()
 
     # ---- what an objective provides
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
@@ -44,28 +46,42 @@ class ZeroShotObjective(L.LightningModule):
     # ---- validation: zero-shot segmentation
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        names = getattr(dm, "val_class_names", None) if dm is not None else None
-        if names:
-            self.class_names = tuple(names)
-            self.val_miou = MulticlassJaccardIndex(num_classes=len(names), ignore_index=IGNORE_INDEX,
-                                                   average="macro")
+        benchmarks = getattr(dm, "val_benchmarks", None) if dm is not None else None
+        if benchmarks:
+            self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
+            self.val_miou = nn.ModuleList(
+                MulticlassJaccardIndex(num_classes=len(names), ignore_index=IGNORE_INDEX, average="macro")
+                for _, names in self.val_benchmarks)
 
     def on_validation_epoch_start(self) -> None:
         if self.text_is_trainable():
             self.clip.text_cache.clear()
 
-    def segment(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Class logits [B, C, H, W] for the validation label set."""
+    def segment(self, images: torch.Tensor, class_names: tuple[str, ...],
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Class logits [B, C, H, W] for a label set."""
         grid = self.clip.grid(images.shape[-2], images.shape[-1])
-        classes = self.clip.class_embeddings(self.class_names, self.templates).to(images.device)
+        classes = self.clip.class_embeddings(class_names, self.templates).to(images.device)
         return zero_shot_logits(self.dense_embeddings(images), grid, classes, size or tuple(images.shape[-2:]))
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_size_of(batch) == 0:  # every sample of this batch was bad (counted by SkipMonitor)
+            return
         masks = batch["mask"]
-        logits = self.segment(batch["image"], tuple(masks.shape[-2:]))
-        self.val_miou.update(logits.argmax(1), masks)
-        self.log("val/mIoU", self.val_miou, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=masks.shape[0])
+        logits = self.segment(batch["image"], self.val_benchmarks[dataloader_idx][1], tuple(masks.shape[-2:]))
+        self.val_miou[dataloader_idx].update(logits.argmax(1), masks)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = []
+        for (name, _), metric in zip(self.val_benchmarks, self.val_miou, strict=True):
+            if not metric.update_called:
+                continue
+            score = metric.compute()  # already reduced over DDP ranks by torchmetrics
+            metric.reset()
+            scores.append(score)
+            self.log(f"val/mIoU/{name}", score)
+        if scores:
+            self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
 
     # ---- optimisation
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from data_modules.bad_samples import batch_size_of
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.losses import contrastive_loss
 from lseg_pacl.objectives.texts import caption_texts
@@ -25,7 +26,9 @@ class ClipContrastive(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.dense_features(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor): no step
+            return None
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         image_emb = self.clip.encode_image(batch["image"])
         text_emb = self.clip.encode_text(texts)

@@ -11,6 +11,7 @@ import contextlib
 import torch
 from torch import nn
 
+from data_modules.bad_samples import batch_size_of
 from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.losses import contrastive_loss
@@ -64,7 +65,9 @@ class Pacl(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.patch_embeddings(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor): no step
+            return None
         patches = self.patch_embeddings(batch["image"])
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         with self._frozen(self.cfg.model.pacl.freeze_text):

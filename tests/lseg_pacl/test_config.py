@@ -93,3 +93,30 @@ def test_unresolvable_interpolation_is_a_config_error(capsys):
 def test_out_of_range_values_are_config_errors(capsys, override):
     code, err = run_cli(capsys, "train", "demo_pacl", override)
     assert code == 2 and override.split("=")[0] in err
+
+
+def test_benchmark_names_are_checked_with_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean context59"):
+        load_config("pacl_vitb16", ["data.val.datasets=[context95]"])
+    cfg = load_config("pacl_vitb16", ["data.val.datasets=[ade20k,voc20,coco_stuff171]"])
+    assert list(cfg.data.val.datasets) == ["ade20k", "voc20", "coco_stuff171"]
+
+
+def test_shard_training_needs_sources_and_an_epoch_length():
+    with pytest.raises(ConfigError, match="samples_per_epoch"):
+        load_config("pacl_vitb16_shards", ["data.train.samples_per_epoch=null"])
+    with pytest.raises(ConfigError, match="data.train.shards"):
+        load_config("pacl_vitb16", ["data.train.format=shards", "data.train.samples_per_epoch=1000"])
+    with pytest.raises(ConfigError, match="pipe"):
+        load_config("pacl_vitb16_shards", ["data.train.shards=[{urls: ['pipe:curl x']}]"])
+    cfg = load_config("pacl_vitb16_shards", ["data.train.shards=[{urls: ['/d/{000..009}.tar'], weight: 2}]"])
+    assert cfg.data.train.shards[0].urls == ["/d/{000..009}.tar"] and cfg.data.train.shards[0].weight == 2
+
+
+def test_saved_configs_of_the_single_benchmark_schema_still_load(tmp_path):
+    from lseg_pacl.config import load_saved
+
+    old = tmp_path / "config.yaml"
+    old.write_text("data:\n  val:\n    dataset: synthetic\n    root: /w/ADEChallengeData2016\n")
+    cfg = load_saved(old)
+    assert list(cfg.data.val.datasets) == ["synthetic"] and cfg.data.val.roots == {"synthetic": "/w/ADEChallengeData2016"}

@@ -7,8 +7,8 @@ from lseg_pacl.runner import train
 
 
 def synthetic_data(world) -> list[str]:
-    return [f"data.train.root={world}/coco", "data.val.dataset=synthetic",
-            f"data.val.root={world}/ADEChallengeData2016"]
+    return [f"data.train.root={world}/coco", "data.val.datasets=[synthetic]",
+            f"data.val.roots.synthetic={world}/ADEChallengeData2016"]
 
 
 def test_missing_data_stops_with_what_to_provide(monkeypatch, capsys, tmp_path):

@@ -100,9 +100,10 @@ def test_a_failed_start_leaves_no_run_behind(tiny, tmp_path, capsys):
 def test_a_wrong_dataset_layout_is_named_not_a_traceback(tiny, tmp_path, capsys):
     empty = tmp_path / "not_ade"
     empty.mkdir()
-    assert main(["train", "demo_clip", *tiny, "data.val.dataset=ade20k", f"data.val.root={empty}"]) == 3
+    assert main(["train", "demo_clip", *tiny, "data.val.datasets=[ade20k]", f"data.val.roots.ade20k={empty}"]) == 3
     err = capsys.readouterr().err
-    assert "data.val.root" in err and str(empty) in err and "Traceback" not in err
+    assert "data.val.roots.ade20k" in err and str(empty) in err and "Traceback" not in err
+    assert "annotations/validation/<stem>.png" in err  # the expected layout is shown
 
 
 def test_online_wandb_without_a_key_says_how_to_provide_one(tiny, monkeypatch, tmp_path, capsys):

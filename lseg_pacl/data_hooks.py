@@ -1,0 +1,58 @@
+"""Lightning callbacks that connect the Trainer to the data: the epoch a shard stream needs, and the counting of
+bad samples that arrive with each batch (data_modules/bad_samples.py)."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter, batch_size_of
+from lseg_pacl.errors import BadDataError
+
+
+class DataEpoch(Callback):
+    """Tell the DataModule which epoch starts (shard order and augmentation depend on it).
+
+    ``epoch_progress.current.processed`` rather than ``current_epoch``, which lags by one after a save at
+    validation end."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        set_epoch = getattr(trainer.datamodule, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+
+
+class SkipMonitor(Callback):
+    """Count skipped samples per stage; stop with a ``BadDataError`` past ``max_bad_fraction``."""
+
+    def __init__(self, max_bad_fraction: float) -> None:
+        self.counters = {stage: SkipCounter(max_bad_fraction, f"{stage} data") for stage in ("train", "val")}
+
+    def _add(self, stage: str, batch: object) -> None:
+        if not isinstance(batch, dict):
+            return
+        try:
+            self.counters[stage].add(batch_size_of(batch), batch.get(EVENTS, ()))
+        except DataQualityError as exc:
+            raise BadDataError(str(exc)) from None
+
+    def _end(self, stage: str, pl_module: L.LightningModule) -> None:
+        counter = self.counters[stage]
+        try:
+            counter.check()
+        except DataQualityError as exc:
+            raise BadDataError(str(exc)) from None
+        if counter.counts and pl_module._trainer is not None and not pl_module.trainer.sanity_checking:
+            pl_module.log(f"data/{stage}_skipped", float(counter.skipped))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._add("train", batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._add("val", batch)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._end("train", pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._end("val", pl_module)

@@ -1,0 +1,135 @@
+"""Every benchmark read from small fixtures in its real on-disk layout: counts, label mappings, class lists."""
+
+import numpy as np
+import pytest
+from layouts import (
+    COCO_STUFF_UNUSED,
+    make_ade,
+    make_coco_stuff,
+    make_context,
+    make_voc,
+    write_label_png,
+)
+from PIL import Image
+
+from data_modules.bad_samples import Skipped
+from data_modules.benchmarks import BENCHMARKS, coco_stuff_raw_lut, map_labels, shifted_lut
+from data_modules.segmentation import SegmentationDataModule, SegmentationSet
+from data_modules.transforms import segmentation_eval_transform
+
+T = segmentation_eval_transform(16, (0.5,) * 3, (0.5,) * 3)
+
+
+def raw_of(path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img).astype(np.int64)
+
+
+def expect(raw: np.ndarray, table: dict[int, int]) -> np.ndarray:
+    out = np.full(raw.shape, -1)
+    for k, v in table.items():
+        out[raw == k] = v
+    assert (out >= 0).all(), "the fixture holds ids the table does not cover"
+    return out
+
+
+@pytest.mark.parametrize(("name", "make", "ids", "table", "classes"), [
+    ("ade20k", make_ade, [0, 1, 2, 150], {0: 255, 1: 0, 2: 1, 150: 149}, 150),
+    ("voc20", make_voc, [0, 1, 20], {0: 255, 1: 0, 20: 19, 255: 255}, 20),
+    ("voc21", make_voc, [0, 1, 20], {0: 0, 1: 1, 20: 20, 255: 255}, 21),
+    ("context59", make_context, [0, 1, 59], {0: 255, 1: 0, 59: 58}, 59),
+    ("context60", make_context, [0, 1, 59], {0: 0, 1: 1, 59: 59}, 60),
+    ("coco_stuff171", make_coco_stuff, [0, 10, 11, 12, 90, 91, 181, 255],
+     {0: 0, 10: 10, 11: 255, 12: 11, 90: 255, 91: 80, 181: 170, 255: 255}, 171),
+])
+def test_label_mapping_and_counts(tmp_path, name, make, ids, table, classes):
+    folder = make(tmp_path, n=3, ids=ids)
+    ds = SegmentationSet(name, tmp_path, None, T)  # the data root: the standard folder is found under it
+    assert ds.dir == folder and len(ds) == 3 and len(ds.class_names) == classes
+    for i, pair in enumerate(ds.pairs):
+        loaded = ds.load(i)
+        np.testing.assert_array_equal(loaded.mask, expect(raw_of(pair.mask), table))
+        assert loaded.image.shape[:2] == loaded.mask.shape
+    item = ds[0]
+    assert item["image"].shape == (3, 16, 16) and item["mask"].shape == (16, 16)
+
+
+def test_voc_palette_masks_give_indices_and_keep_the_255_boundary(tmp_path):
+    make_voc(tmp_path, n=2, ids=[0, 3, 20], boundary=True)
+    ds = SegmentationSet("voc20", tmp_path / "VOCdevkit" / "VOC2012", "val", T)
+    with Image.open(ds.pairs[0].mask) as img:
+        assert img.mode == "P"
+        luminance = np.asarray(img.convert("L"))
+    mask = ds.load(0).mask
+    assert {2, 19, 255} <= set(np.unique(mask).tolist())  # 3 -> 2, 20 -> 19, boundaries and background -> 255
+    assert not np.array_equal(mask, luminance)
+
+
+def test_coco_stuff_prefers_mmseg_converted_masks(tmp_path):
+    make_coco_stuff(tmp_path, n=2, ids=[0, 12, 181, 255], train_ids=True)
+    ds = SegmentationSet("coco_stuff171", tmp_path, None, T)
+    assert all(p.converted and p.mask.name.endswith("_labelTrainIds.png") for p in ds.pairs)
+    for i, pair in enumerate(ds.pairs):
+        raw = raw_of(pair.mask.with_name(pair.mask.name.replace("_labelTrainIds", "")))
+        np.testing.assert_array_equal(ds.load(i).mask, expect(raw, {0: 0, 12: 11, 181: 170, 255: 255}))
+
+
+def test_coco_stuff_tables():
+    lut = coco_stuff_raw_lut()
+    used = [k for k in range(182) if k not in COCO_STUFF_UNUSED]
+    assert lut[used].tolist() == list(range(171))
+    assert all(lut[k] == 255 for k in COCO_STUFF_UNUSED) and lut[255] == 255
+    assert map_labels(np.array([[182]]), lut)[0] is None  # beyond the raw id range
+
+
+def test_out_of_range_ids_are_refused_not_wrapped():
+    lut = shifted_lut(150, zero_is_ignore=True)
+    mask, bad = map_labels(np.array([[1, 151, 256 + 1]]), lut)  # 257 would wrap to 1 as uint8
+    assert mask is None and bad == [151, 257]
+    assert map_labels(np.array([[70000]]), lut) == (None, [70000])
+
+
+def test_class_name_counts_and_split_defaults():
+    counts = {n: len(b.classes) for n, b in BENCHMARKS.items() if b.classes is not None}
+    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
+                      "coco_stuff171": 171}
+    assert BENCHMARKS["voc21"].classes[0] == "background" and BENCHMARKS["voc21"].classes[1:] == BENCHMARKS[
+        "voc20"].classes
+
+
+def test_missing_dataset_shows_the_expected_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"SegmentationClassContext/<id>.png") as err:
+        SegmentationSet("context59", tmp_path, None, T)
+    assert "ImageSets/SegmentationContext/val.txt" in str(err.value)
+
+
+def test_missing_files_listed_in_the_split_are_skipped(tmp_path):
+    folder = make_voc(tmp_path, n=3)
+    split = folder / "ImageSets" / "Segmentation" / "val.txt"
+    split.write_text(split.read_text() + "2099_999999\n")
+    ds = SegmentationSet("voc21", folder, None, T)
+    assert len(ds) == 4
+    item = ds[3]
+    assert isinstance(item, Skipped) and item.reason == "missing_file" and "2099_999999" in item.file
+
+
+def test_sixteen_bit_masks_keep_their_values(tmp_path):
+    folder = make_ade(tmp_path, n=1, ids=[0, 5])
+    mask_file = next((folder / "annotations" / "validation").glob("*.png"))
+    raw = raw_of(mask_file)
+    write_label_png(mask_file, raw.astype(np.uint16), mode="I;16")
+    ds = SegmentationSet("ade20k", folder, None, T)
+    np.testing.assert_array_equal(ds.load(0).mask, expect(raw, {0: 255, 5: 4}))
+    raw[0, 0] = 256 + 5  # would read as 5 if wrapped to uint8
+    write_label_png(mask_file, raw.astype(np.uint16), mode="I;16")
+    assert ds[0].reason == "label_out_of_range"
+
+
+def test_one_datamodule_serves_several_benchmarks(tmp_path):
+    make_ade(tmp_path, n=2)
+    make_voc(tmp_path, n=3)
+    dm = SegmentationDataModule({"ade20k": tmp_path, "voc20": tmp_path}, None, T, batch_size=2, num_workers=0)
+    dm.setup("validate")
+    assert [(n, len(c)) for n, c in dm.val_benchmarks] == [("ade20k", 150), ("voc20", 20)]
+    loaders = dm.val_dataloader()
+    assert [sum(b["image"].shape[0] for b in dl) for dl in loaders] == [2, 3]

@@ -1,0 +1,43 @@
+"""``data check``: every sample read as training would; counts, label histogram after mapping, problems."""
+
+import numpy as np
+from layouts import make_ade, make_coco_captions, make_shards, truncate, write_label_png
+from PIL import Image
+
+from data_modules.check import check_dataset
+
+
+def test_segmentation_check_counts_pairs_histogram_and_problems(tmp_path):
+    folder = make_ade(tmp_path, n=4, ids=[0, 1, 7])
+    masks = sorted((folder / "annotations" / "validation").glob("*.png"))
+    images = sorted((folder / "images" / "validation").glob("*.jpg"))
+    truncate(images[1], 0.3)
+    write_label_png(masks[2], np.full((24, 32), 151, np.uint8))
+    report = check_dataset("ade20k", str(tmp_path), workers=0)
+    assert report["images"] == 4 and report["pairs_ok"] == 2
+    assert report["problem_counts"] == {"bad_image": 1, "label_out_of_range": 1}
+    assert {p["file"] for p in report["problems"]} == {str(images[1]), str(masks[2])}
+    expected = {}
+    for m in (masks[0], masks[3]):
+        raw = np.asarray(Image.open(m))
+        for raw_id, mapped in ((0, "255"), (1, "0"), (7, "6")):
+            expected[mapped] = expected.get(mapped, 0) + int((raw == raw_id).sum())
+    assert report["label_hist"] == expected and sum(expected.values()) == 2 * 24 * 32
+
+
+def test_parallel_check_gives_the_same_report(tmp_path):
+    make_ade(tmp_path, n=5, ids=[0, 3])
+    assert check_dataset("ade20k", str(tmp_path), workers=2) == check_dataset("ade20k", str(tmp_path), workers=0)
+
+
+def test_caption_checks(tmp_path):
+    coco = make_coco_captions(tmp_path, n=4, captions_per_image=5)
+    truncate(next((coco / "train2017").glob("*.jpg")), 0.2)
+    report = check_dataset("coco_captions", str(coco))
+    assert report["images"] == 4 and report["pairs_ok"] == 15 and report["label_hist"] is None
+    assert report["problem_counts"] == {"bad_image": 1}
+    shards = make_shards(tmp_path / "shards", n_shards=3, per_shard=4,
+                         captions=lambda i: b"\xff\xfe" if i == 5 else f"a dog {i}")
+    report = check_dataset("shards", str(tmp_path / "shards"))
+    assert (report["shards"], report["images"], report["pairs_ok"]) == (3, 12, 11)
+    assert report["problems"] == [{"file": f"{shards[1]}:000000005", "reason": "caption_not_utf8"}]
