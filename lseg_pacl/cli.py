@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from lseg_pacl.errors import ConfigError, UserError
+from lseg_pacl.errors import ConfigError, MissingInputError, UserError
 
 
 def _kv(words: list[str], allowed: dict[str, type]) -> dict:
@@ -45,20 +45,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data(args: argparse.Namespace) -> int:
-    if args.action == "synth":
-        from data_modules.synthetic import generate
+def _data_synth(options: list[str]) -> dict:
+    from data_modules.synthetic import generate
 
-        opts = _kv(args.options, {"out": str, "seed": int, "n_train": int, "n_val": int, "size": int})
-        if "out" not in opts:
-            raise ConfigError("data synth needs out=DIR")
-        try:
-            out = generate(opts.pop("out"), **opts)
-        except (FileExistsError, ValueError) as exc:
-            raise ConfigError(str(exc)) from None
-        print(json.dumps({"out": str(out), "manifest": json.loads((Path(out) / "manifest.json").read_text())}))
-        return 0
-    raise ConfigError(f"unknown data action '{args.action}'")
+    opts = _kv(options, {"out": str, "seed": int, "n_train": int, "n_val": int, "size": int})
+    if "out" not in opts:
+        raise ConfigError("data synth needs out=DIR")
+    try:
+        out = generate(opts.pop("out"), **opts)
+    except (FileExistsError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    return {"out": str(out), "manifest": json.loads((Path(out) / "manifest.json").read_text())}
+
+
+def _dataset_name(opts: dict, action: str) -> str:
+    from data_modules.benchmarks import DATASET_NAMES
+
+    name = opts.get("dataset")
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"data {action} needs dataset=NAME with NAME one of: {', '.join(DATASET_NAMES)}"
+                          + (f" (got '{name}')" if name else ""))
+    return name
+
+
+def _data_classes(options: list[str]) -> list[str]:
+    from data_modules.benchmarks import BENCHMARKS, dataset_dir
+
+    opts = _kv(options, {"dataset": str, "root": str})
+    name = _dataset_name(opts, "classes")
+    if name not in BENCHMARKS:
+        raise ConfigError(f"{name} is caption data: it has no class list")
+    bench = BENCHMARKS[name]
+    root = opts.get("root") or ("data/synthetic" if bench.classes is None else None)
+    if root and bench.classes is None and not Path(root).is_dir():
+        raise MissingInputError(f"{root} does not exist: pass root=DIR, the folder holding {name}'s "
+                                f"classnames.json and {bench.folder}/")
+    try:
+        return list(bench.class_names(dataset_dir(bench, root) if root else None))
+    except ValueError as exc:
+        raise MissingInputError(str(exc)) from None
+
+
+def _data_check(options: list[str]) -> dict:
+    from data_modules.check import check_dataset
+
+    opts = _kv(options, {"dataset": str, "root": str, "split": str, "workers": int})
+    name = _dataset_name(opts, "check")
+    if "root" not in opts:
+        raise ConfigError("data check needs root=DIR (the dataset's folder, or the folder holding it)")
+    try:
+        return check_dataset(name, opts["root"], opts.get("split"), opts.get("workers", 0))
+    except (FileNotFoundError, ValueError) as exc:
+        raise MissingInputError(str(exc)) from None
+
+
+DATA_ACTIONS = {"synth": _data_synth, "classes": _data_classes, "check": _data_check}
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    print(json.dumps(DATA_ACTIONS[args.action](args.options), indent=2 if args.action == "check" else None))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,15 +118,28 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("experiment")
     e.add_argument("overrides", nargs="*")
     e.set_defaults(func=cmd_eval)
-    d = sub.add_parser("data", help="datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=]")
-    d.add_argument("action", choices=["synth"])
+    d = sub.add_parser("data", help="datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
+                                    "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]")
+    d.add_argument("action", choices=list(DATA_ACTIONS))
     d.add_argument("options", nargs="*")
     d.set_defaults(func=cmd_data)
     return p
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (callers may have replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("lseg_pacl", "data_modules"):
         logger = logging.getLogger(name)

@@ -33,3 +33,33 @@ def test_module_entry_point_runs():
 def test_eval_of_a_pipeline_asks_for_a_stage(capsys):
     assert main(["eval", "demo"]) == 2
     assert "demo_clip" in capsys.readouterr().err
+
+
+def test_data_classes_prints_each_benchmarks_names(capsys):
+    counts = {}
+    for name in ("ade20k", "voc20", "voc21", "context59", "context60", "coco_stuff171"):
+        assert main(["data", "classes", f"dataset={name}"]) == 0
+        counts[name] = len(json.loads(capsys.readouterr().out))
+    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
+                      "coco_stuff171": 171}
+
+
+def test_data_classes_of_the_synthetic_world(world, capsys):
+    assert main(["data", "classes", "dataset=synthetic", f"root={world}"]) == 0
+    assert json.loads(capsys.readouterr().out)[:3] == ["sky", "wall", "grass"]
+
+
+def test_data_commands_name_what_is_wrong(tmp_path, capsys):
+    assert main(["data", "classes", "dataset=coco_captions"]) == 2
+    assert main(["data", "classes", "dataset=voc22"]) == 2
+    assert "voc21" in capsys.readouterr().err
+    assert main(["data", "check", "dataset=voc21", f"root={tmp_path}"]) == 3
+    err = capsys.readouterr().err
+    assert "ImageSets/Segmentation/val.txt" in err and "Traceback" not in err
+
+
+def test_data_check_prints_a_json_summary(world, capsys):
+    assert main(["data", "check", "dataset=synthetic", f"root={world}", "split=validation"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == report["pairs_ok"] == 8 and report["problems"] == []
+    assert sum(report["label_hist"].values()) == 8 * 64 * 64

@@ -1,0 +1,123 @@
+"""``lseg-pacl data check``: read every sample of a dataset the way training would, before a long run.
+
+The summary: ``images`` (samples listed), ``pairs_ok`` (usable image/mask or image/caption pairs),
+``label_hist`` (pixel count per mapped class id, ignore as "255"; null for caption data), ``problems`` (file
+and reason, the first ``MAX_LISTED``) and ``problem_counts`` (per reason, all of them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from data_modules.bad_samples import BadSample
+from data_modules.benchmarks import BENCHMARKS
+from data_modules.captions import read_coco_captions
+from data_modules.images import read_rgb
+from data_modules.segmentation import SegmentationSet
+from data_modules.shards import expand_urls, parse_sample, read_shard
+
+MAX_LISTED = 1000
+
+
+class _SegScan(Dataset):
+    def __init__(self, data: SegmentationSet) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            loaded = self.data.load(index)
+        except BadSample as exc:
+            return {"ok": 0, "problems": [(exc.reason, exc.file, exc.detail)]}
+        hist = np.bincount(loaded.mask.ravel(), minlength=256)
+        return {"ok": 1, "hist": hist, "problems": [(r, f, "") for r, f in loaded.notes]}
+
+
+class _CocoScan(Dataset):
+    def __init__(self, root: Path, split: str) -> None:
+        self.records = read_coco_captions(root, split)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        try:
+            read_rgb(rec.file)
+        except BadSample as exc:
+            return {"ok": 0, "problems": [(exc.reason, exc.file, exc.detail)]}
+        return {"ok": len(rec.captions), "problems": []}
+
+
+class _ShardScan(Dataset):
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def __getitem__(self, index: int) -> dict:
+        url, events, ok, seen = self.urls[index], [], 0, 0
+        for key, members in read_shard(url, events):
+            seen += 1
+            try:
+                parse_sample(url, key, members)
+                ok += 1
+            except BadSample as exc:
+                events.append((exc.reason, exc.file))
+        return {"ok": ok, "seen": seen, "problems": [(r, f, "") for r, f in events]}
+
+
+def shard_urls(root: str) -> list[str]:
+    """A folder's ``*.tar`` files, or a brace pattern / URL list given directly."""
+    path = Path(root).expanduser()
+    if path.is_dir():
+        urls = sorted(str(p) for p in path.glob("*.tar"))
+        if not urls:
+            raise FileNotFoundError(f"no *.tar shards in {path} (expected img2dataset's 00000.tar, ...)")
+        return urls
+    return expand_urls([root])
+
+
+def _scan(dataset: Dataset, workers: int) -> tuple[int, int, Counter, list, np.ndarray]:
+    """(usable pairs, samples seen in shards, problem counts, listed problems, label histogram)."""
+    ok, counts, listed, hist, seen = 0, Counter(), [], np.zeros(256, dtype=np.int64), 0
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=lambda x: x)
+    for item in loader:
+        ok += item["ok"]
+        seen += item.get("seen", 0)
+        if "hist" in item:
+            hist += np.asarray(item["hist"], dtype=np.int64)
+        for reason, file, detail in item["problems"]:
+            counts[reason] += 1
+            if len(listed) < MAX_LISTED:
+                listed.append({"file": file, "reason": reason, **({"detail": detail} if detail else {})})
+    return ok, seen, counts, listed, hist
+
+
+def check_dataset(dataset: str, root: str, split: str | None = None, workers: int = 0) -> dict:
+    """Scan one dataset; raises FileNotFoundError/ValueError when it is not there at all."""
+    if dataset in BENCHMARKS:
+        data = SegmentationSet(dataset, root, split, transform=None)
+        ok, _, counts, listed, hist = _scan(_SegScan(data), workers)
+        label_hist = {str(i): int(n) for i, n in enumerate(hist) if n}
+        return {"dataset": dataset, "root": str(data.dir), "split": data.split, "images": len(data),
+                "pairs_ok": ok, "label_hist": label_hist, "problems": listed, "problem_counts": dict(counts)}
+    if dataset == "coco_captions":
+        split = split or "train2017"
+        scan = _CocoScan(Path(root).expanduser(), split)
+        ok, _, counts, listed, _ = _scan(scan, workers)
+        return {"dataset": dataset, "root": root, "split": split, "images": len(scan), "pairs_ok": ok,
+                "label_hist": None, "problems": listed, "problem_counts": dict(counts)}
+    if dataset == "shards":
+        urls = shard_urls(root)
+        ok, seen, counts, listed, _ = _scan(_ShardScan(urls), workers)
+        return {"dataset": dataset, "root": root, "shards": len(urls), "images": seen, "pairs_ok": ok,
+                "label_hist": None, "problems": listed, "problem_counts": dict(counts)}
+    raise ValueError(f"unknown dataset '{dataset}'")
