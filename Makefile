@@ -11,7 +11,7 @@ CKPT ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-fast lint synth clean
+.PHONY: help install train eval test test-fast bench lint synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 
 test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## speed figures, printed and written to bench/results.json: make bench ARGS="suites=data full=true"
+	$(PY) -m lseg_pacl bench $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check lseg_pacl data_modules tests

@@ -9,15 +9,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+
+IGNORE_INDEX = 255
 
 
 def caption_train_transform(size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,
                             hflip: bool = True) -> A.Compose:
     """Random resized crop (+ flip) to a square of ``size``, normalised with the encoder's statistics."""
     steps: list = [A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
+    if hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
+    return A.Compose(steps)
+
+
+def segmentation_train_transform(crop: int, base_size: int, mean: Sequence[float], std: Sequence[float],
+                                 scale: tuple[float, float] = (0.5, 2.0), hflip: bool = True) -> A.Compose:
+    """LSeg's ADE20K recipe: long side drawn from [scale] x base_size, pad to ``crop`` (image 0, mask 255 =
+    ignore, never a real class), random ``crop`` square, flip."""
+    sizes = list(range(round(scale[0] * base_size), round(scale[1] * base_size) + 1))
+    steps: list = [
+        A.LongestMaxSize(max_size=sizes),
+        A.PadIfNeeded(min_height=crop, min_width=crop, position="top_left", border_mode=cv2.BORDER_CONSTANT,
+                      fill=0, fill_mask=IGNORE_INDEX),
+        A.RandomCrop(height=crop, width=crop),
+    ]
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]

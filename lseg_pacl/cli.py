@@ -45,6 +45,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lseg_pacl.bench import SUITES, run_bench
+
+    opts = _kv(args.options, {"suites": str, "out": str, "full": lambda v: v.lower() in ("1", "true", "yes")})
+    suites = opts.get("suites", ",".join(SUITES)).split(",")
+    try:
+        run_bench(suites, Path(opts.get("out", "bench/results.json")), opts.get("full", False))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return 0
+
+
 def _data_synth(options: list[str]) -> dict:
     from data_modules.synthetic import generate
 
@@ -123,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=list(DATA_ACTIONS))
     d.add_argument("options", nargs="*")
     d.set_defaults(func=cmd_data)
+    b = sub.add_parser("bench", help="speed figures to bench/results.json: lseg-pacl bench [suites=data] "
+                                     "[out=FILE] [full=true]")
+    b.add_argument("options", nargs="*")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -117,7 +117,7 @@ class SegDataConfig:
     # synthetic. val/mIoU is their mean; val/mIoU/<name> each one.
     datasets: list[str] = field(default_factory=lambda: ["ade20k"])
     roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder (None: <data.root>/<standard name>)
-    split: str | None = None  # None: each dataset's validation split
+    split: str | None = None  # None: each dataset's validation split; a value applies to every dataset
     image_size: int = 224  # resize the short side, centre-crop a square (the full protocol comes with `eval`)
     max_images: int | None = None
 

@@ -121,6 +121,12 @@ def test_a_stream_that_runs_dry_reports_instead_of_hanging(tmp_path):
     assert "image" not in only
 
 
+def test_file_urls_read_like_paths(shards):
+    events: list = []
+    assert [k for k, _ in read_shard(f"file://{shards[0]}", events)] == [f"{i:09d}" for i in range(5)]
+    assert events == []
+
+
 def test_brace_patterns_expand_and_pipes_are_refused():
     assert expand_urls(["/d/{00000..00002}.tar", "/e/x.tar"]) == ["/d/00000.tar", "/d/00001.tar", "/d/00002.tar",
                                                                   "/e/x.tar"]
