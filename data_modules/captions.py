@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,18 @@ class CaptionRecord:
     nouns: tuple[tuple[str, ...] | None, ...]  # per caption; None when the annotation has no nouns list
 
 
-def read_coco_captions(root: Path, split: str) -> list[CaptionRecord]:
-    """Every image of a COCO-captions split with at least one non-empty caption, in image-id order."""
+def _image_id(entry: dict, key: str) -> int | None:
+    try:
+        return int(entry[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_coco_captions(root: Path, split: str, problems: list[tuple[str, str]] | None = None) -> list[CaptionRecord]:
+    """Every image of a COCO-captions split with at least one non-empty caption, in image-id order.
+
+    Empty or malformed annotations and images without a caption are skipped, counted in the log, and appended to
+    ``problems`` as (reason, where) when a list is given."""
     ann_file = root / "annotations" / f"captions_{split}.json"
     image_dir = root / split
     if not ann_file.is_file():
@@ -46,26 +56,37 @@ def read_coco_captions(root: Path, split: str) -> list[CaptionRecord]:
     try:
         data = json.loads(ann_file.read_bytes().decode("utf-8"))
         annotations, images = list(data.get("annotations", [])), list(data.get("images", []))
-    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
         raise ValueError(f"{ann_file} is not a UTF-8 COCO captions JSON file: {exc}") from None
+    found: list[tuple[str, str]] = []
     caps: dict[int, list[tuple[str, tuple[str, ...] | None]]] = defaultdict(list)
-    empty = 0
-    for ann in annotations:
-        text = ann.get("caption")
+    for n, ann in enumerate(annotations):
+        ann = ann if isinstance(ann, dict) else {}
+        text, image_id = ann.get("caption"), _image_id(ann, "image_id")
         text = text.strip() if isinstance(text, str) else ""
-        if not text or "image_id" not in ann:
-            empty += 1
+        if not text or image_id is None:
+            found.append(("empty_caption" if image_id is not None else "bad_annotation",
+                          f"{ann_file}#annotations[{n}] (id {ann.get('id')})"))
             continue
         nouns = ann.get("nouns")
-        caps[int(ann["image_id"])].append((text, tuple(nouns) if isinstance(nouns, list) else None))
+        caps[image_id].append((text, tuple(nouns) if isinstance(nouns, list) else None))
     records = []
-    for img in sorted(images, key=lambda im: int(im["id"])):
-        pairs = caps.get(int(img["id"]))
+    listed = [(i, im) for im in images if isinstance(im, dict) and (i := _image_id(im, "id")) is not None
+              and isinstance(im.get("file_name"), str)]
+    if len(listed) < len(images):
+        found += [("bad_annotation", f"{ann_file}#images (entries without id or file_name)")] * (len(images) - len(listed))
+    for image_id, img in sorted(listed, key=lambda pair: pair[0]):
+        pairs = caps.get(image_id)
         if pairs:
             records.append(CaptionRecord(image_dir / img["file_name"], tuple(p[0] for p in pairs),
                                          tuple(p[1] for p in pairs)))
-    if empty:
-        log.warning("%s: skipped %d empty or malformed caption annotations (empty_caption)", ann_file, empty)
+        else:
+            found.append(("no_caption", str(image_dir / img["file_name"])))
+    if found:
+        counts = Counter(reason for reason, _ in found)
+        log.warning("%s: skipped %s", ann_file, ", ".join(f"{n} {r}" for r, n in sorted(counts.items())))
+        if problems is not None:
+            problems.extend(found)
     if not records:
         raise ValueError(f"{ann_file} holds no image with a caption")
     return records

@@ -41,7 +41,8 @@ class _SegScan(Dataset):
 
 class _CocoScan(Dataset):
     def __init__(self, root: Path, split: str) -> None:
-        self.records = read_coco_captions(root, split)
+        self.listing: list[tuple[str, str]] = []  # problems of the annotation file itself
+        self.records = read_coco_captions(root, split, self.listing)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -113,6 +114,10 @@ def check_dataset(dataset: str, root: str, split: str | None = None, workers: in
         split = split or "train2017"
         scan = _CocoScan(Path(root).expanduser(), split)
         ok, _, counts, listed, _ = _scan(scan, workers)
+        for reason, where in scan.listing:
+            counts[reason] += 1
+            if len(listed) < MAX_LISTED:
+                listed.append({"file": where, "reason": reason})
         return {"dataset": dataset, "root": root, "split": split, "images": len(scan), "pairs_ok": ok,
                 "label_hist": None, "problems": listed, "problem_counts": dict(counts)}
     if dataset == "shards":

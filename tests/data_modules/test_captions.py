@@ -45,3 +45,29 @@ def test_empty_captions_are_skipped_and_missing_files_named(tmp_path):
     assert [r.captions for r in records] == [("a cat",)]
     with pytest.raises(FileNotFoundError, match="captions_y.json"):
         read_coco_captions(tmp_path, "y")
+
+
+def test_missing_or_broken_images_are_skipped_and_real_captions_get_extracted_nouns(tmp_path):
+    from layouts import make_coco_captions, truncate
+
+    from data_modules.bad_samples import EVENTS, Skipped
+
+    coco = make_coco_captions(tmp_path, n=3)
+    files = sorted((coco / "train2017").glob("*.jpg"))
+    files[0].unlink()
+    truncate(files[1], 0.3)
+    ds = CocoCaptions(coco, "train2017", caption_train_transform(16, MEAN, STD))
+    items = [ds[i] for i in range(3)]
+    assert [(it.reason, it.file) for it in items[:2]] == [("missing_file", str(files[0])),
+                                                          ("bad_image", str(files[1]))]
+    assert isinstance(items[0], Skipped) and items[2]["nouns"]  # COCO has no nouns field: they are extracted
+    assert all(noun in items[2]["caption"].lower() for noun in items[2]["nouns"])
+    batch = collate_captions(items)
+    assert batch["image"].shape[0] == 1 and [r for r, _ in batch[EVENTS]] == ["missing_file", "bad_image"]
+
+
+def test_a_non_utf8_caption_file_is_a_clear_error(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "captions_x.json").write_bytes(b'{"images": [], "annotations": [{"caption": "\xff"}]}')
+    with pytest.raises(ValueError, match="not a UTF-8 COCO captions JSON"):
+        read_coco_captions(tmp_path, "x")

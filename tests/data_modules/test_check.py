@@ -1,5 +1,7 @@
 """``data check``: every sample read as training would; counts, label histogram after mapping, problems."""
 
+import json
+
 import numpy as np
 from layouts import make_ade, make_coco_captions, make_shards, truncate, write_label_png
 from PIL import Image
@@ -33,9 +35,16 @@ def test_parallel_check_gives_the_same_report(tmp_path):
 def test_caption_checks(tmp_path):
     coco = make_coco_captions(tmp_path, n=4, captions_per_image=5)
     truncate(next((coco / "train2017").glob("*.jpg")), 0.2)
+    ann = coco / "annotations" / "captions_train2017.json"
+    data = json.loads(ann.read_text())
+    data["annotations"].append({"id": 9999, "image_id": data["images"][0]["id"], "caption": "  "})
+    data["annotations"].append({"id": 9998, "caption": "no image id"})
+    data["images"].append({"id": 5000, "file_name": "lonely.jpg"})
+    ann.write_text(json.dumps(data))
     report = check_dataset("coco_captions", str(coco))
     assert report["images"] == 4 and report["pairs_ok"] == 15 and report["label_hist"] is None
-    assert report["problem_counts"] == {"bad_image": 1}
+    assert report["problem_counts"] == {"bad_image": 1, "empty_caption": 1, "bad_annotation": 1, "no_caption": 1}
+    assert {"file": str(coco / "train2017" / "lonely.jpg"), "reason": "no_caption"} in report["problems"]
     shards = make_shards(tmp_path / "shards", n_shards=3, per_shard=4,
                          captions=lambda i: b"\xff\xfe" if i == 5 else f"a dog {i}")
     report = check_dataset("shards", str(tmp_path / "shards"))
