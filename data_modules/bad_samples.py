@@ -21,8 +21,12 @@ import torch
 log = logging.getLogger(__name__)
 
 EVENTS = "data_events"  # batch key holding [(reason, file), ...]
+SHARDS = "data_shards"  # batch key: shards opened since the previous batch (shard streams)
+EXHAUSTED = "data_exhausted"  # batch key: why a stream ended before its epoch did
 NOTE_REASONS = frozenset({"exif_ignored"})  # repaired and used, not skipped
+SHARD_REASONS = frozenset({"missing_shard", "bad_shard"})  # a share of the shards, not of the samples
 MIN_SEEN = 100  # the bad share is checked once this many samples were seen (and at every epoch end)
+MIN_SHARDS = 10  # likewise for the share of failed shards
 
 
 class BadSample(Exception):
@@ -72,14 +76,19 @@ class SkipCounter:
     def __init__(self, max_bad_fraction: float, where: str = "data") -> None:
         self.max_bad_fraction, self.where = max_bad_fraction, where
         self.seen = 0
+        self.shards = 0
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
 
     @property
     def skipped(self) -> int:
-        return sum(n for r, n in self.counts.items() if r not in NOTE_REASONS)
+        return sum(n for r, n in self.counts.items() if r not in NOTE_REASONS | SHARD_REASONS)
 
-    def add(self, used: int, events: Iterable[tuple[str, str]]) -> None:
+    @property
+    def failed_shards(self) -> int:
+        return sum(n for r, n in self.counts.items() if r in SHARD_REASONS)
+
+    def add(self, used: int, events: Iterable[tuple[str, str]], shards: int = 0) -> None:
         for reason, file in events:
             self.counts[reason] += 1
             if reason not in self.examples:
@@ -87,11 +96,18 @@ class SkipCounter:
                 verb = "repaired" if reason in NOTE_REASONS else "skipped"
                 log.warning("%s: %s sample (%s): %s; later ones are counted, not logged", self.where, verb,
                             reason, file)
-        self.seen += used + sum(1 for r, _ in events if r not in NOTE_REASONS)
-        if self.seen >= MIN_SEEN:
+        self.seen += used + sum(1 for r, _ in events if r not in NOTE_REASONS | SHARD_REASONS)
+        self.shards += shards
+        if self.seen >= MIN_SEEN or self.shards >= MIN_SHARDS:
             self.check()
 
     def check(self) -> None:
+        if self.shards and self.failed_shards / self.shards > self.max_bad_fraction:
+            raise DataQualityError(
+                f"{self.where}: {self.failed_shards} of {self.shards} shards could not be read ({self.summary()}), "
+                f"more than data.max_bad_fraction={self.max_bad_fraction}. First: "
+                + "; ".join(f"{r}: {f}" for r, f in self.examples.items() if r in SHARD_REASONS)
+                + ". Check the shard list (data.train.shards) and that every shard is a complete tar.")
         if self.seen and self.skipped / self.seen > self.max_bad_fraction:
             raise DataQualityError(
                 f"{self.where}: {self.skipped} of {self.seen} samples were bad ({self.summary()}), more than "

@@ -4,12 +4,13 @@ Each shard (``00000.tar``...) holds consecutive members ``KEY.jpg``, ``KEY.txt``
 only image and caption members are read (never pickles, never ``pipe:`` shell commands). Shards are given as
 brace patterns (``/data/cc3m/{00000..00331}.tar``), lists, local paths or URLs (anything fsspec opens).
 
-Every epoch has a fixed number of batches per rank, so DDP ranks stay in step and the LR schedule knows its
+Every epoch has a fixed number of batches per rank (a stream that runs dry stops the run, never a rank alone), so DDP ranks stay in step and the LR schedule knows its
 length. The stream of one (rank, DataLoader worker) is a pure function of (seed, epoch, rank, worker):
 
 * without resampling, the shard list is shuffled by (seed, epoch, pass) identically everywhere, then split by
   rank and by worker (no shard read twice in a pass, none left out); a worker that needs more samples than its
-  shards hold starts a new pass;
+  shards hold starts its next pass on its own (so an epoch reads every sample exactly once only when the
+  shards divide evenly among the workers and the epoch is their size);
 * with resampling, each worker draws shards with replacement.
 
 Several sources are mixed by weight, per sample. Bad samples and shards are counted (bad_samples.py).
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import random
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,7 @@ import torch
 from braceexpand import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 
-from data_modules.bad_samples import EVENTS, BadSample
+from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, BadSample
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
 
@@ -74,11 +75,12 @@ def split_key(name: str) -> tuple[str, str]:
 
 
 def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample of one shard; a missing or broken shard becomes an event."""
+    """(key, {extension: bytes}) per sample of one shard; a shard that cannot be opened or read to its end
+    becomes an event (any failure: file systems and network clients raise many kinds of exception)."""
     try:
         stream = open_shard(url)
-    except OSError:
-        events.append(("missing_shard", url))
+    except Exception as exc:  # noqa: BLE001
+        events.append(("missing_shard", url if isinstance(exc, FileNotFoundError) else f"{url} ({exc})"))
         return
     key, members = None, {}
     try:
@@ -95,7 +97,7 @@ def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, d
                     members[ext] = tar.extractfile(info).read()
         if key is not None:
             yield key, members
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001
         events.append(("bad_shard", f"{url} ({exc})"))
 
 
@@ -178,22 +180,23 @@ class ShardStream(IterableDataset):
     def _rng(self, worker: int, tag: str) -> random.Random:
         return random.Random(f"{tag}-{self.seed}-{self.epoch}-{self.rank}-{worker}")
 
-    def _source_samples(self, index: int, worker: int, events: list) -> Iterator[tuple[str, str, dict]]:
-        """One source's samples for this worker, shuffled within each pass over its shards (so that a pass
-        ends before the next begins: an epoch of exactly the data's size reads every sample once)."""
+    def _source_samples(self, index: int, worker: int, events: list, opened: list) -> Iterator[tuple[str, str, dict]]:
+        """One source's samples for this worker, shuffled within each pass over its shards (a pass ends before
+        the next begins). Ends when the source yields nothing: a whole pass, or (resampled) as many draws in a
+        row as it has shards, at least 16."""
         urls = self.sources[index].urls
         rng = self._rng(worker, f"shuffle{index}")
         if self.resampled:
             draw = self._rng(worker, f"resample{index}")
             shards = iter(lambda: draw.choice(urls), None)
-            yield from self._shuffled(self._read(shards, events), rng)
+            yield from self._shuffled(self._read(shards, events, opened, give_up=max(16, len(urls))), rng)
             return
         pass_index = 0
         while True:
             produced = False
             mine = worker_shards(urls, self.seed, self.epoch, pass_index, self.rank, self.world_size, worker,
                                  self.num_workers)
-            for sample in self._shuffled(self._read(mine, events), rng):
+            for sample in self._shuffled(self._read(mine, events, opened), rng):
                 produced = True
                 yield sample
             if not produced:
@@ -201,13 +204,22 @@ class ShardStream(IterableDataset):
             pass_index += 1
 
     @staticmethod
-    def _read(urls, events: list) -> Iterator[tuple[str, str, dict]]:
+    def _read(urls: Iterable[str], events: list, opened: list, give_up: int = 0) -> Iterator[tuple[str, str, dict]]:
+        """Samples of the shards in turn; counts shards in ``opened[0]``; with ``give_up``, stops after that many
+        shards in a row gave nothing."""
+        empty = 0
         for url in urls:
+            opened[0] += 1
+            got = False
             for key, members in read_shard(url, events):
+                got = True
                 yield url, key, members
+            empty = 0 if got else empty + 1
+            if give_up and empty >= give_up:
+                return
 
-    def _mixed(self, worker: int, events: list) -> Iterator[tuple[str, str, dict]]:
-        streams = [self._source_samples(i, worker, events) for i in range(len(self.sources))]
+    def _mixed(self, worker: int, events: list, opened: list) -> Iterator[tuple[str, str, dict]]:
+        streams = [self._source_samples(i, worker, events, opened) for i in range(len(self.sources))]
         weights = [s.weight for s in self.sources]
         rng = self._rng(worker, "mix")
         alive = list(range(len(streams)))
@@ -238,9 +250,10 @@ class ShardStream(IterableDataset):
         if info is not None and info.num_workers != self.num_workers:
             raise RuntimeError(f"ShardStream was built for {self.num_workers} workers, runs in {info.num_workers}")
         events: list[tuple[str, str]] = []
+        opened = [0]  # shards opened since the last batch
         rng = self._rng(worker, "augment")
-        samples = self._mixed(worker, events)
-        for _ in range(self.worker_batches(worker)):
+        samples = self._mixed(worker, events, opened)
+        for done in range(self.worker_batches(worker)):
             items = []
             for url, key, members in samples:
                 try:
@@ -249,9 +262,13 @@ class ShardStream(IterableDataset):
                     events.append((exc.reason, exc.file))
                 if len(items) == self.batch_size:
                     break
-            if len(items) < self.batch_size:  # every source ran dry: report what went wrong, then stop
-                yield {EVENTS: list(events)}
+            if len(items) < self.batch_size:  # every source ran dry: SkipMonitor stops the run with this message
+                yield {EVENTS: list(events), SHARDS: opened[0],
+                       EXHAUSTED: f"caption shards ran dry in worker {worker} of rank {self.rank} after {done} of "
+                                  f"{self.worker_batches(worker)} batches: no source yields samples any more"}
                 return
             yield {"image": torch.stack([it["image"] for it in items]), "caption": [it["caption"] for it in items],
-                   "nouns": [it["nouns"] for it in items], "key": [it["key"] for it in items], EVENTS: list(events)}
+                   "nouns": [it["nouns"] for it in items], "key": [it["key"] for it in items], EVENTS: list(events),
+                   SHARDS: opened[0]}
             events.clear()  # the sample generators hold this list: empty it, never rebind it
+            opened[0] = 0

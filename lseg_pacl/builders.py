@@ -94,14 +94,33 @@ def _coco_captions(root: Path, split: str, transform, rank: int, world_size: int
 
 
 def _shard_stream(sources: list[ShardSource], transform, cfg: DictConfig, rank: int, world_size: int) -> ShardStream:
+    """Built once the Trainer knows the rank and world size (so a split that does not fit is caught there)."""
     t = cfg.data.train
-    return ShardStream(sources, transform, cfg.data.batch_size, t.samples_per_epoch, cfg.data.num_workers,
-                       seed=cfg.seed, resampled=t.resampled, shuffle_buffer=t.shuffle_buffer, rank=rank,
-                       world_size=world_size)
+    try:
+        return ShardStream(sources, transform, cfg.data.batch_size, t.samples_per_epoch, cfg.data.num_workers,
+                           seed=cfg.seed, resampled=t.resampled, shuffle_buffer=t.shuffle_buffer, rank=rank,
+                           world_size=world_size)
+    except ValueError as exc:
+        raise ConfigError(f"data.train (shards, {world_size} processes x {cfg.data.num_workers} workers): "
+                          f"{exc}") from None
+
+
+def _check_remote(url: str, key: str) -> None:
+    """The URL's scheme has a file system here (e.g. s3:// needs s3fs): otherwise stop now, not in a worker."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        raise MissingInputError(f"{key}: cannot read {protocol}:// URLs here ({exc}); install the fsspec "
+                                f"package for {protocol}, or copy the shards to a local path") from None
 
 
 def _check_shards(cfg: DictConfig) -> None:
     for i, src in enumerate(shard_sources(cfg)):
+        for protocol_url in {u.split("://", 1)[0]: u for u in src.urls if not is_local(u)}.values():
+            _check_remote(protocol_url, f"data.train.shards[{i}]")
         local = [u for u in src.urls if is_local(u)]
         missing = [u for u in local if not local_path(u).is_file()]
         if local and len(missing) == len(local):

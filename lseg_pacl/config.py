@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -105,7 +106,7 @@ class CaptionDataConfig:
     shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
     samples_per_epoch: int | None = None  # format=shards (required): the epoch length, over all ranks
     resampled: bool = True  # shards drawn with replacement (else each pass reads every shard once)
-    shuffle_buffer: int = 1000  # samples shuffled within each DataLoader worker
+    shuffle_buffer: int = 1000  # samples (raw bytes) shuffled within each DataLoader worker and source
     image_size: int = 224
     crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound
     hflip: bool = True
@@ -305,8 +306,10 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
             raise ConfigError(f"override '{item}' is not of the form key=value")
     try:
         return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from None
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        hint = " (quote values holding braces or colons, e.g. urls: ['/d/{00000..00009}.tar'])" \
+            if isinstance(exc, yaml.YAMLError) else ""
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(exc).splitlines()[0]}{hint}") from None
 
 
 def validate(cfg: DictConfig) -> None:

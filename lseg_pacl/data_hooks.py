@@ -6,7 +6,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter, batch_size_of
+from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, DataQualityError, SkipCounter, batch_size_of
 from lseg_pacl.errors import BadDataError
 
 
@@ -31,10 +31,14 @@ class SkipMonitor(Callback):
     def _add(self, stage: str, batch: object) -> None:
         if not isinstance(batch, dict):
             return
+        counter = self.counters[stage]
         try:
-            self.counters[stage].add(batch_size_of(batch), batch.get(EVENTS, ()))
+            counter.add(batch_size_of(batch), batch.get(EVENTS, ()), int(batch.get(SHARDS, 0)))
         except DataQualityError as exc:
             raise BadDataError(str(exc)) from None
+        if batch.get(EXHAUSTED):
+            raise BadDataError(f"{batch[EXHAUSTED]} ({counter.summary()}; first: "
+                               + "; ".join(f"{r}: {f}" for r, f in counter.examples.items()) + ")")
 
     def _end(self, stage: str, pl_module: L.LightningModule) -> None:
         counter = self.counters[stage]

@@ -39,7 +39,7 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     v = cfg.data.val
     results = {
         s.bench.name: {
-            "mIoU": float(metrics[f"val/mIoU/{s.bench.name}"]),
+            "mIoU": float(metrics[f"val/mIoU/{s.bench.name}"]) if f"val/mIoU/{s.bench.name}" in metrics else None,
             "images": len(s),
             "settings": {"split": s.split, "image_size": v.image_size, "templates": cfg.eval.templates,
                          "ckpt": cfg.eval.ckpt, "model": cfg.model.clip.name if not cfg.eval.ckpt else None},

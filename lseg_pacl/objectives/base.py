@@ -73,10 +73,11 @@ class ZeroShotObjective(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = []
+        distributed = self.trainer.world_size > 1
         for (name, _), metric in zip(self.val_benchmarks, self.val_miou, strict=True):
-            if not metric.update_called:
+            if not metric.update_called and not distributed:  # every image of it was bad: no score, not 0
                 continue
-            score = metric.compute()  # already reduced over DDP ranks by torchmetrics
+            score = metric.compute()  # reduced over DDP ranks by torchmetrics: every rank must call it
             metric.reset()
             scores.append(score)
             self.log(f"val/mIoU/{name}", score)
@@ -84,6 +85,12 @@ class ZeroShotObjective(L.LightningModule):
             self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
 
     # ---- optimisation
+    def empty_batch_loss(self) -> torch.Tensor:
+        """Zero, but touching every trainable parameter: a batch whose samples were all bad still takes part
+        in DDP's gradient all-reduce (returning None would leave the other ranks waiting)."""
+        zero = torch.zeros((), device=self.device)
+        return sum((p.sum() * 0.0 for _, p in self.trainable_parameters()), zero)
+
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 

@@ -26,9 +26,9 @@ class ClipContrastive(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.dense_features(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor): no step
-            return None
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
+            return self.empty_batch_loss()
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         image_emb = self.clip.encode_image(batch["image"])
         text_emb = self.clip.encode_text(texts)

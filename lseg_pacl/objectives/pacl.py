@@ -65,9 +65,9 @@ class Pacl(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.patch_embeddings(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor): no step
-            return None
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
+            return self.empty_batch_loss()
         patches = self.patch_embeddings(batch["image"])
         texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
         with self._frozen(self.cfg.model.pacl.freeze_text):

@@ -29,3 +29,11 @@ def test_epoch_end_check_catches_small_sets():
     counter.add(4, [("missing_file", "m.png")])
     with pytest.raises(DataQualityError, match="1 of 5"):
         counter.check()
+
+
+def test_failed_shards_are_a_share_of_the_shards_not_of_the_samples():
+    counter = SkipCounter(max_bad_fraction=0.05)
+    counter.add(50, [("missing_shard", "s3.tar")], shards=9)  # too few shards and samples for a verdict
+    assert counter.skipped == 0 and counter.failed_shards == 1
+    with pytest.raises(DataQualityError, match="1 of 10 shards could not be read.*s3.tar"):
+        counter.add(50, [], shards=1)

@@ -10,7 +10,7 @@ from layouts import add_tar_member, make_shards, truncate
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from data_modules.bad_samples import EVENTS
+from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS
 from data_modules.shards import ShardSource, ShardStream, expand_urls, read_shard, worker_shards
 from data_modules.transforms import caption_train_transform
 
@@ -118,7 +118,18 @@ def test_a_stream_that_runs_dry_reports_instead_of_hanging(tmp_path):
     ds = stream([str(tmp_path / "gone.tar")], num_workers=1, samples_per_epoch=5)
     (only,) = run(ds)
     assert [tuple(e) for e in only[EVENTS]] == [("missing_shard", str(tmp_path / "gone.tar"))]
-    assert "image" not in only
+    assert "image" not in only and "ran dry" in only[EXHAUSTED] and only[SHARDS] == 1
+
+
+def test_a_dead_source_in_resampled_mode_is_dropped_not_waited_on(shards, tmp_path):
+    dead = ShardSource(tuple(str(tmp_path / f"typo{i}.tar") for i in range(3)), 1.0)
+    ds = stream(None, sources=[ShardSource(tuple(map(str, shards)), 1.0), dead], resampled=True,
+                samples_per_epoch=20, num_workers=1)
+    batches = run(ds)
+    assert len(batches) == 4 and all(b["image"].shape[0] == 5 for b in batches)
+    reasons = Counter(r for b in batches for r, _ in b[EVENTS])
+    assert reasons == {"missing_shard": 16}  # 16 draws in a row without a sample: the source is given up
+    assert sum(b[SHARDS] for b in batches) >= 17
 
 
 def test_file_urls_read_like_paths(shards):

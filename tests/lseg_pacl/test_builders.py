@@ -37,3 +37,24 @@ def test_shard_sources_are_checked_before_the_run(tmp_path, monkeypatch):
         check_inputs(cfg)
     make_shards(tmp_path / "cc", n_shards=2, per_shard=2)  # half of them: a warning, then counted skips
     check_inputs(cfg)
+
+
+def test_url_schemes_without_a_file_system_stop_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))
+    make_voc(tmp_path, n=1)
+    shards = "data.train.shards=[{urls: ['nosuchproto://bucket/{0..3}.tar']}]"
+    cfg = load_config("pacl_vitb16_shards", [shards, "data.val.datasets=[voc20]"])
+    with pytest.raises(MissingInputError, match="nosuchproto://"):
+        check_inputs(cfg)
+
+
+def test_a_split_that_does_not_fit_the_processes_is_a_config_error(tmp_path):
+    from lseg_pacl.builders import _shard_stream, shard_sources
+    from lseg_pacl.errors import ConfigError
+
+    urls = "['" + str(tmp_path / "{00000..00003}.tar") + "']"
+    cfg = load_config("pacl_vitb16_shards", [f"data.train.shards=[{{urls: {urls}}}]", "data.train.resampled=false",
+                                             "data.num_workers=4", "data.batch_size=8"])
+    _shard_stream(shard_sources(cfg), None, cfg, rank=0, world_size=1)  # 4 shards feed 1 x 4 streams
+    with pytest.raises(ConfigError, match="2 processes x 4 workers.*cannot feed"):
+        _shard_stream(shard_sources(cfg), None, cfg, rank=1, world_size=2)
