@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.models.last_block import transformer_tokens
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)  # registers lseg-tiny-vit (tests, the demo)
@@ -189,9 +190,11 @@ class TextEmbeddingCache:
 class ClipBackbone(nn.Module):
     """An open_clip CLIP with the views this project needs: pooled, dense (per patch) and text embeddings."""
 
-    def __init__(self, name: str, pretrained: str | None = None, image_size: int | None = None) -> None:
+    def __init__(self, name: str, pretrained: str | None = None, image_size: int | None = None,
+                 last_block: str = "plain") -> None:
         super().__init__()
         self.name = name
+        self.last_block = last_block  # the last block of dense features (models/last_block.py)
         self.model = create_clip(name, pretrained)
         self.tokenizer = open_clip.get_tokenizer(name)
         visual = self.model.visual
@@ -223,8 +226,9 @@ class ClipBackbone(nn.Module):
             raise ValueError(f"image sides {height}x{width} must divide by the patch size {self.patch_size}")
         return height // self.patch_size, width // self.patch_size
 
-    def tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """The last layer's tokens after ln_post, [B, 1 + T, width] (CLS first)."""
+    def tokens(self, images: torch.Tensor, last_block: str = "plain") -> torch.Tensor:
+        """The last layer's tokens after ln_post, [B, 1 + T, width] (CLS first); ``last_block`` picks CLIP's
+        own last block or a training-free variant of it."""
         visual = self.model.visual
         grid = self.grid(images.shape[-2], images.shape[-1])
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
@@ -232,12 +236,13 @@ class ClipBackbone(nn.Module):
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self._positional(grid).to(x.dtype)
         x = visual.ln_pre(x)
-        x = visual.transformer(x)
+        x = transformer_tokens(visual.transformer, x, last_block, grid)
         return visual.ln_post(x)
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """The T patch tokens of the last layer after ln_post (CLS dropped), [B, T, width]."""
-        return self.tokens(images)[:, 1:]
+        """The T patch tokens of the last layer after ln_post (CLS dropped), [B, T, width], with this
+        backbone's ``last_block``."""
+        return self.tokens(images, self.last_block)[:, 1:]
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens @ self.model.visual.proj
