@@ -72,6 +72,7 @@ class Benchmark:
     split_file: str = ""
     zero_is_ignore: bool = True
     layout: str = ""
+    background_index: int | None = None  # the class that means "none of the others" (VOC-21, Context-60)
 
     def class_names(self, dataset_dir: Path | None = None) -> tuple[str, ...]:
         if self.classes is not None:
@@ -145,9 +146,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("ade20k", "ADEChallengeData2016", ADE20K_150, "validation", **_FOLDERS,
                   layout=_ade_layout("ADEChallengeData2016")),
         Benchmark("voc20", classes=VOC20, zero_is_ignore=True, **_VOC),
-        Benchmark("voc21", classes=VOC21, zero_is_ignore=False, **_VOC),
+        Benchmark("voc21", classes=VOC21, zero_is_ignore=False, background_index=0, **_VOC),
         Benchmark("context59", classes=CONTEXT59, zero_is_ignore=True, **_CONTEXT),
-        Benchmark("context60", classes=CONTEXT60, zero_is_ignore=False, **_CONTEXT),
+        Benchmark("context60", classes=CONTEXT60, zero_is_ignore=False, background_index=0, **_CONTEXT),
         Benchmark("coco_stuff171", "coco_stuff164k", COCO_STUFF171, "val2017", **_FOLDERS,
                   layout="coco_stuff164k/\n  images/{split}/<stem>.jpg\n  annotations/{split}/<stem>.png  "
                          "(official stuffthingmaps, ids 0..181, 255 = unlabeled)\n  or annotations/{split}/"

@@ -54,6 +54,11 @@ def segmentation_eval_transform(size: int, mean: Sequence[float], std: Sequence[
     ])
 
 
+def normalize_transform(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+    """Normalisation only: evaluation protocols resize inside the inference code and score at the original size."""
+    return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()])
+
+
 def sample_seed() -> int:
     """A seed for one sample, drawn from torch's RNG (seeded per run, per worker and per epoch by Lightning)."""
     return int(torch.randint(0, 2**31 - 1, ()).item())

@@ -38,10 +38,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from lseg_pacl.config import EvalConfig
     from lseg_pacl.evaluate import evaluate
 
-    overrides = [f"eval.{o}" if o.startswith("ckpt=") else o for o in args.overrides]
+    short = {f.name for f in fields(EvalConfig)}  # ckpt=, benchmarks=, mode=, ... mean eval.<key>
+    overrides = [f"eval.{o}" if o.partition("=")[0] in short else o for o in args.overrides]
     evaluate(args.experiment, overrides)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from lseg_pacl.evaluation.score import score_folder
+
+    opts = _kv(args.options, {"dataset": str, "root": str, "pred_dir": str, "split": str})
+    missing = [k for k in ("dataset", "root", "pred_dir") if k not in opts]
+    if missing:
+        raise ConfigError(f"score needs {', '.join(f'{k}=...' for k in missing)}")
+    try:
+        result = score_folder(opts["dataset"], opts["root"], opts["pred_dir"], opts.get("split"))
+    except FileNotFoundError as exc:
+        raise MissingInputError(str(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -126,7 +147,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("experiment")
     t.add_argument("overrides", nargs="*")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [key=value ...]")
+    e = sub.add_parser("eval", help="zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
+                                    "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]")
     e.add_argument("experiment")
     e.add_argument("overrides", nargs="*")
     e.set_defaults(func=cmd_eval)
@@ -135,6 +157,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=list(DATA_ACTIONS))
     d.add_argument("options", nargs="*")
     d.set_defaults(func=cmd_data)
+    sc = sub.add_parser("score", help="score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
+                                      "pred_dir=DIR [split=]")
+    sc.add_argument("options", nargs="*")
+    sc.set_defaults(func=cmd_score)
     b = sub.add_parser("bench", help="speed figures to bench/results.json: lseg-pacl bench [suites=data] "
                                      "[out=FILE] [full=true]")
     b.add_argument("options", nargs="*")

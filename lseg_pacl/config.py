@@ -38,6 +38,9 @@ class ClipConfig:
     name: str = "lseg-tiny-vit"
     pretrained: str | None = None
     image_size: int | None = None  # None: the model config's own size
+    # The last vision block for dense (per-patch) features: plain (CLIP) or a training-free variant
+    # (maskclip | sclip | clearclip | naclip; models/last_block.py). Pooled embeddings always use plain.
+    last_block: str = "plain"
 
 
 @dataclass
@@ -139,8 +142,27 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    templates: str = "pacl7"  # raw | pacl7
-    ckpt: str | None = None
+    """``lseg-pacl eval``: which weights, which benchmarks, and the inference protocol (evaluation/*)."""
+
+    ckpt: str | None = None  # a checkpoint of this project; None: the experiment's own (training-free) model
+    benchmarks: list[str] = field(default_factory=list)  # empty: data.val.datasets
+    templates: str = "pacl7"  # raw | pacl7 | imagenet80 (each prompt normalised, averaged, re-normalised)
+    class_names: dict[str, str] = field(default_factory=dict)  # benchmark -> synonym file (evaluation/labels.py)
+    mode: str = "whole"  # whole | slide
+    short_side: int | None = None  # resize the short side to this (None: data.val.image_size)
+    crop: int = 224  # slide window
+    stride: int = 112
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    logit_scale: float = 40.0  # cosine x this, softmax: the probabilities the background rules look at
+    background: str = "threshold"  # text | threshold | entropy: for benchmarks with a background class
+    bg_threshold: float = 0.1
+    bg_entropy: float = 1.5
+    max_images: int | None = None  # per benchmark (None: all)
+    save_predictions: bool = False  # eval/predictions/<benchmark>/<stem>.png, the format `score` reads
+    pictures: int = 4  # image | ground truth | prediction panels per benchmark (eval/pictures/)
+    analysis: list[str] = field(default_factory=list)  # patch_accuracy | coherence (PACL's diagnostics)
+    coherence_pairs: int = 20000  # patch pairs sampled per benchmark for the coherence ROC-AUC
 
 
 @dataclass
@@ -211,7 +233,10 @@ CHOICES = {
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),
     "data.train.format": ("coco", "shards"),
-    "eval.templates": ("raw", "pacl7"),
+    "eval.templates": ("raw", "pacl7", "imagenet80"),
+    "eval.mode": ("whole", "slide"),
+    "eval.background": ("text", "threshold", "entropy"),
+    "model.clip.last_block": ("plain", "maskclip", "sclip", "clearclip", "naclip"),
     "logger.wandb.mode": ("offline", "online", "disabled"),
 }
 
@@ -222,6 +247,7 @@ def schema() -> DictConfig:
     cfg = OmegaConf.structured(ExperimentConfig)
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_struct(cfg.data.val.roots, False)  # keyed by benchmark name (checked in validate)
+    OmegaConf.set_struct(cfg.eval.class_names, False)
     return cfg
 
 
@@ -319,7 +345,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"config key '{key}' is {value!r}; allowed: {', '.join(allowed)}")
     if not 0 <= cfg.model.noun_prompt_templates <= 7:
         raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
-    _validate_data(cfg.data)
+    _validate_data(cfg.data, cfg.eval)
     if cfg.model.pacl.temperature <= 0:
         raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
     try:
@@ -333,14 +359,19 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"resume={cfg.resume} is not a run directory")
 
 
-def _validate_data(data: DictConfig) -> None:
+def _validate_data(data: DictConfig, ev: DictConfig) -> None:
     from data_modules.benchmarks import BENCHMARKS
 
-    for name in (*data.val.datasets, *data.val.roots):
+    unknown = sorted(set(ev.analysis) - {"patch_accuracy", "coherence"})
+    if unknown:
+        raise ConfigError(f"eval.analysis: unknown {unknown}; known: patch_accuracy, coherence")
+    if not ev.scales or any(x <= 0 for x in ev.scales) or not 0 < ev.stride <= ev.crop:
+        raise ConfigError("eval.scales must be positive and eval.stride within 1..eval.crop")
+    for name in (*data.val.datasets, *data.val.roots, *ev.benchmarks, *ev.class_names):
         if name not in BENCHMARKS:
             near = difflib.get_close_matches(str(name), list(BENCHMARKS), n=2)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise ConfigError(f"data.val: unknown benchmark '{name}'{hint}; known: {', '.join(BENCHMARKS)}")
+            raise ConfigError(f"unknown benchmark '{name}'{hint} (data.val / eval); known: {', '.join(BENCHMARKS)}")
     if not data.val.datasets:
         raise ConfigError("data.val.datasets is empty: name at least one benchmark")
     if not 0 <= data.max_bad_fraction <= 1:

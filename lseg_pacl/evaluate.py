@@ -1,17 +1,43 @@
-"""``lseg-pacl eval``: zero-shot segmentation of a checkpoint (or of an untrained, training-free model) on the
-configured benchmark, written to <run dir>/eval/results.json."""
+"""``lseg-pacl eval``: zero-shot segmentation of a checkpoint (loaded from the checkpoint alone) or of a
+training-free model on any set of benchmarks, with the configured protocol (eval.*), at each image's original
+label resolution. Writes <run dir>/eval/results.{json,md,csv}, optional predictions, panels and diagnostics.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 from pathlib import Path
 
-from lseg_pacl.builders import build_val_data, check_inputs
-from lseg_pacl.config import load_config, to_plain
-from lseg_pacl.errors import ConfigError
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
+from data_modules.benchmarks import benchmark, dataset_dir
+from data_modules.segmentation import SegmentationSet, collate_segmentation
+from data_modules.transforms import normalize_transform
+from lseg_pacl.config import data_root, load_config, to_plain
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
+from lseg_pacl.evaluation.diagnostics import (
+    coherence_auroc,
+    coherence_pairs,
+    patch_accuracy,
+    patch_majority_labels,
+)
+from lseg_pacl.evaluation.inference import Protocol, infer, resize_short_side
+from lseg_pacl.evaluation.labels import LabelSet, read_synonyms
+from lseg_pacl.evaluation.metrics import SegmentationScore, report
+from lseg_pacl.evaluation.pictures import save_panel, wandb_masks
+from lseg_pacl.evaluation.report import to_wandb, write_reports
 from lseg_pacl.objectives import build_objective, load_objective
+from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
-from lseg_pacl.runner import experiment_root, make_trainer, new_run_id
+from lseg_pacl.runner import experiment_root, new_run_id
+
+log = logging.getLogger(__name__)
+PATCHES_PER_IMAGE = 64  # patches each image adds to the coherence pool
 
 
 def _eval_dir(ckpt: str | None, cfg) -> Path:
@@ -22,33 +48,193 @@ def _eval_dir(ckpt: str | None, cfg) -> Path:
     return experiment_root(cfg) / f"eval-{new_run_id()}"
 
 
+def _device(cfg) -> torch.device:
+    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _autocast(cfg, device: torch.device):
+    if str(cfg.trainer.precision).startswith("bf16"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if str(cfg.trainer.precision).startswith("16") and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def label_set(cfg, name: str, class_names: tuple[str, ...]) -> LabelSet:
+    e = cfg.eval
+    try:
+        names = read_synonyms(e.class_names[name], len(class_names)) if name in e.class_names else class_names
+    except ValueError as exc:
+        raise ConfigError(f"eval.class_names.{name}: {exc}") from None
+    return LabelSet.of(names, background_index=benchmark(name).background_index, rule=e.background,
+                       scale=e.logit_scale, threshold=e.bg_threshold, entropy=e.bg_entropy)
+
+
+def protocol(cfg, patch: int) -> Protocol:
+    e = cfg.eval
+    return Protocol(mode=e.mode, short_side=e.short_side or cfg.data.val.image_size, crop=e.crop, stride=e.stride,
+                    scales=tuple(e.scales), flip=e.flip, patch=patch)
+
+
+def settings(cfg, split: str) -> dict:
+    e = cfg.eval
+    model = cfg.model.clip.name + (f" ({cfg.model.clip.last_block})" if cfg.model.clip.last_block != "plain" else "")
+    return {"ckpt": e.ckpt, "model": model if not e.ckpt else f"{cfg.model.objective} checkpoint", "split": split,
+            "templates": e.templates, "mode": e.mode, "short_side": e.short_side or cfg.data.val.image_size,
+            "crop": e.crop, "stride": e.stride, "scales": list(e.scales), "flip": e.flip,
+            "background": e.background, "bg_threshold": e.bg_threshold, "bg_entropy": e.bg_entropy,
+            "logit_scale": e.logit_scale}
+
+
+class Diagnostics:
+    """PACL's patch-level accuracy and semantic coherence, accumulated over a benchmark, per feature view."""
+
+    def __init__(self, views: dict, analysis: list[str], max_pairs: int) -> None:
+        self.views, self.analysis, self.max_pairs = views, analysis, max_pairs
+        self.correct = dict.fromkeys(views, 0)
+        self.counted = dict.fromkeys(views, 0)
+        self.pool: dict[str, list] = {v: [] for v in views}
+        self.generator = torch.Generator().manual_seed(0)
+
+    def update(self, image: torch.Tensor, mask: torch.Tensor, classes: torch.Tensor, scored: list[int],
+               short_side: int, patch: int) -> None:
+        x = resize_short_side(image, short_side)
+        m = torch.nn.functional.interpolate(mask[:, None].float(), size=tuple(x.shape[-2:]), mode="nearest")
+        h, w = (x.shape[-2] // patch) * patch, (x.shape[-1] // patch) * patch  # whole patches only
+        x, m = x[..., :h, :w], m[:, 0, :h, :w].long()
+        labels = patch_majority_labels(m, (h // patch, w // patch))
+        to_scored = torch.full((256,), 255, dtype=torch.long)
+        to_scored[torch.tensor(scored)] = torch.arange(len(scored))
+        labels = to_scored[labels.cpu()]
+        for name, fn in self.views.items():
+            dense = fn(x).float().cpu()
+            if "patch_accuracy" in self.analysis:
+                ok, n = patch_accuracy(dense, classes.cpu(), labels)
+                self.correct[name] += ok
+                self.counted[name] += n
+            if "coherence" in self.analysis:
+                keep = (labels[0] != 255).nonzero().flatten()
+                keep = keep[torch.randperm(len(keep), generator=self.generator)[:PATCHES_PER_IMAGE]]
+                self.pool[name].append((dense[0, keep], labels[0, keep]))
+
+    def result(self) -> dict:
+        out = {}
+        for name in self.views:
+            figures: dict = {}
+            if "patch_accuracy" in self.analysis:
+                figures["patch_accuracy"] = self.correct[name] / self.counted[name] if self.counted[name] else None
+            if "coherence" in self.analysis and self.pool[name]:
+                dense = torch.cat([d for d, _ in self.pool[name]])[None]
+                labels = torch.cat([lab for _, lab in self.pool[name]])[None]
+                cos, same = coherence_pairs(dense, labels, self.max_pairs, torch.Generator().manual_seed(0))
+                try:
+                    figures["coherence_auroc"] = coherence_auroc(cos, same)
+                except ValueError:
+                    figures["coherence_auroc"] = None
+            out[name] = figures
+        return out
+
+
+def evaluate_benchmark(cfg, module, name: str, root: Path, out: Path, device, wandb_images: list) -> dict:
+    e = cfg.eval
+    clip = module.clip
+    try:
+        data = SegmentationSet(name, root, cfg.data.val.split, normalize_transform(clip.mean, clip.std), e.max_images)
+    except FileNotFoundError as exc:
+        raise MissingInputError(str(exc)) from None
+    labels = label_set(cfg, name, data.class_names)
+    proto = protocol(cfg, clip.patch_size)
+    text = clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
+
+    def logits_fn(x: torch.Tensor) -> torch.Tensor:
+        grid = clip.grid(x.shape[-2], x.shape[-1])
+        return labels.class_logits(zero_shot_logits(module.dense_embeddings(x), grid, text, tuple(x.shape[-2:])))
+
+    views = {"model": module.dense_embeddings}
+    if hasattr(module, "embedder"):  # PACL: show the frozen CLIP's own features beside the trained ones
+        views["clip"] = clip.dense_features
+    diagnostics = Diagnostics(views, list(e.analysis), e.coherence_pairs) if e.analysis else None
+    first_names = clip.class_embeddings(tuple(labels.classes[c][0] for c in labels.scored),
+                                        templates(e.templates)).to(device)
+    metric = SegmentationScore(len(data.class_names)).to(device)
+    skips = SkipCounter(cfg.data.max_bad_fraction, f"eval {name}")
+    loader = DataLoader(data, batch_size=1, num_workers=cfg.data.num_workers, collate_fn=collate_segmentation)
+    pictures = 0
+    with torch.no_grad(), _autocast(cfg, device):
+        for index, batch in enumerate(loader):
+            try:
+                skips.add(int("image" in batch), batch[EVENTS])
+            except DataQualityError as exc:
+                raise BadDataError(str(exc)) from None
+            if "image" not in batch:
+                continue
+            image, mask = batch["image"].to(device), batch["mask"].to(device)
+            pred = labels.predict(infer(logits_fn, image, proto))
+            metric.update(pred, mask)
+            stem = data.pairs[index].image.stem
+            if e.save_predictions:
+                target = out / "predictions" / name / f"{stem}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pred[0].to(torch.uint8).cpu().numpy(), mode="L").save(target)
+            if pictures < e.pictures:
+                pictures += 1
+                rgb = (image[0].float().cpu() * torch.tensor(clip.std)[:, None, None]
+                       + torch.tensor(clip.mean)[:, None, None]).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+                gt, pr = mask[0].cpu().numpy().astype(np.uint8), pred[0].cpu().numpy().astype(np.uint8)
+                save_panel(out / "pictures" / name / f"{stem}.png", rgb, gt, pr, data.class_names, title=f"{name} {stem}")
+                wandb_images.append((rgb, wandb_masks(gt, pr, data.class_names), f"{name}/{stem}"))
+            if diagnostics is not None:
+                diagnostics.update(image, mask, first_names, labels.scored, proto.short_side, clip.patch_size)
+    try:
+        skips.check()
+    except DataQualityError as exc:
+        raise BadDataError(str(exc)) from None
+    result = {**report(metric.compute(), data.class_names), "images": len(data) - skips.skipped,
+              "skipped": skips.skipped, "settings": settings(cfg, data.split)}
+    if diagnostics is not None:
+        result["analysis"] = diagnostics.result()
+    return result
+
+
+def benchmark_roots(cfg) -> dict[str, Path]:
+    names = list(cfg.eval.benchmarks) or list(cfg.data.val.datasets)
+    out = {}
+    for name in names:
+        bench = benchmark(name)
+        root = data_root(cfg.data.val.roots.get(name), cfg.data.root, bench.folder, f"data.val.roots.{name}")
+        out[name] = dataset_dir(bench, root)
+        split = cfg.data.val.split or bench.default_split
+        why = bench.missing(out[name], split)
+        if why:
+            raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
+                                    f"Pass data.val.roots.{name}=DIR, or set data.root / DATA_ROOT")
+    return out
+
+
 def evaluate(experiment: str, overrides: list[str]) -> dict:
     cfg = load_config(experiment, overrides)
     if cfg.stages:
         raise ConfigError(f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
                           f"with ckpt=<that stage's checkpoint>")
-    check_inputs(cfg, train=False)
+    from lseg_pacl.builders import ensure_synthetic
+
+    ensure_synthetic(cfg)
+    roots = benchmark_roots(cfg)
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
-    module.templates = templates(cfg.eval.templates)
-    data = build_val_data(cfg, module.clip)
-    # one device: validation under DDP would pad the set with duplicated images
-    trainer = make_trainer(cfg.data.max_bad_fraction, accelerator=cfg.trainer.accelerator, devices=1,
-                           precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
-                           enable_progress_bar=cfg.trainer.enable_progress_bar)
-    metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
-    v = cfg.data.val
-    results = {
-        s.bench.name: {
-            "mIoU": float(metrics[f"val/mIoU/{s.bench.name}"]) if f"val/mIoU/{s.bench.name}" in metrics else None,
-            "images": len(s),
-            "settings": {"split": s.split, "image_size": v.image_size, "templates": cfg.eval.templates,
-                         "ckpt": cfg.eval.ckpt, "model": cfg.model.clip.name if not cfg.eval.ckpt else None},
-        }
-        for s in data.val_sets
-    }
+    if cfg.eval.ckpt and cfg.model.clip.last_block != module.clip.last_block:
+        module.clip.last_block = cfg.model.clip.last_block  # a training-free variant applied to trained weights
+    device = _device(cfg)
+    module = module.to(device).eval()
     out = _eval_dir(cfg.eval.ckpt, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print(json.dumps(results, indent=2))
-    print(f"written: {out / 'results.json'}")
-    return results
+    images: list = []
+    results = {name: evaluate_benchmark(cfg, module, name, root, out, device, images) for name, root in roots.items()}
+    merged = write_reports(out, results, title=f"{experiment}: zero-shot segmentation")
+    to_wandb(cfg.logger.wandb, out, results, images, name=f"eval/{experiment}")
+    for name, r in results.items():
+        miou = "n/a" if r["mIoU"] is None else f"{100 * r['mIoU']:.2f}"
+        print(f"{name:<14} mIoU {miou}  aAcc {100 * (r['aAcc'] or 0):.2f}  images {r['images']}")
+    print(f"written: {out / 'results.json'} (and results.md, results.csv)")
+    return merged
+

@@ -13,9 +13,18 @@ PACL_TEMPLATES: tuple[str, ...] = (
     "a photo of the small {}.",
 )
 
+
+def imagenet_templates() -> tuple[str, ...]:
+    """CLIP's 80 ImageNet templates, as open_clip ships them (the SCLIP-style protocol's prompt set)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+
+
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "raw": ("{}",),
     "pacl7": PACL_TEMPLATES,
+    "imagenet80": imagenet_templates(),
 }
 
 

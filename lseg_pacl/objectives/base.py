@@ -8,10 +8,10 @@ import math
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from data_modules.bad_samples import batch_size_of
 from lseg_pacl.config import from_plain
+from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
@@ -30,7 +30,7 @@ class ZeroShotObjective(L.LightningModule):
         self.cfg = from_plain(config)
         clip_cfg = self.cfg.model.clip
         self.clip = ClipBackbone(clip_cfg.name, clip_cfg.pretrained if load_pretrained else None,
-                                 clip_cfg.image_size)
+                                 clip_cfg.image_size, clip_cfg.last_block)
         self.templates = templates(self.cfg.eval.templates)
         self.val_benchmarks: list[tuple[str, tuple[str, ...]]] = []
         self.val_miou = nn.ModuleList()
@@ -49,9 +49,7 @@ class ZeroShotObjective(L.LightningModule):
         benchmarks = getattr(dm, "val_benchmarks", None) if dm is not None else None
         if benchmarks:
             self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
-            self.val_miou = nn.ModuleList(
-                MulticlassJaccardIndex(num_classes=len(names), ignore_index=IGNORE_INDEX, average="macro")
-                for _, names in self.val_benchmarks)
+            self.val_miou = nn.ModuleList(SegmentationScore(len(names)) for _, names in self.val_benchmarks)
 
     def on_validation_epoch_start(self) -> None:
         if self.text_is_trainable():
@@ -77,7 +75,7 @@ class ZeroShotObjective(L.LightningModule):
         for (name, _), metric in zip(self.val_benchmarks, self.val_miou, strict=True):
             if not metric.update_called and not distributed:  # every image of it was bad: no score, not 0
                 continue
-            score = metric.compute()  # reduced over DDP ranks by torchmetrics: every rank must call it
+            score = metric.compute()["mIoU"].float()  # summed over DDP ranks: every rank must call it
             metric.reset()
             scores.append(score)
             self.log(f"val/mIoU/{name}", score)

@@ -1,0 +1,1 @@
+"""Zero-shot evaluation: the metric, inference modes, label sets, diagnostics, pictures and reports."""

@@ -1,0 +1,98 @@
+"""From class names to a prediction: synonym lists (a class takes the max over its names) and the background
+rules of benchmarks whose class 0 means "none of the others" (VOC-21, Context-60).
+
+Background rules: ``text`` scores "background" like any class name; ``threshold`` (the SCLIP-style protocol)
+makes background every pixel whose top class probability, softmax(scale x cosine) over the other classes, is
+below a threshold; ``entropy`` (PACL) makes background every pixel whose class-probability entropy exceeds one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+BACKGROUND_RULES = ("text", "threshold", "entropy")
+
+
+def read_synonyms(path: str | Path, num_classes: int) -> tuple[tuple[str, ...], ...]:
+    """A class-name file: JSON (a list with one string or list of strings per class) or text (one class per
+    line, synonyms separated by commas). It must name every class, in the benchmark's order."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read class names from {path}: {exc}") from None
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+        entries = [[e] if isinstance(e, str) else e for e in raw] if isinstance(raw, list) else None
+    else:
+        entries = [line.split(",") for line in text.splitlines() if line.strip()]
+    if entries is None or not all(isinstance(e, list) and all(isinstance(n, str) for n in e) for e in entries):
+        raise ValueError(f"{path}: expected one entry (a name or a list of names) per class")
+    classes = tuple(tuple(n.strip() for n in e if n.strip()) for e in entries)
+    if len(classes) != num_classes or not all(classes):
+        raise ValueError(f"{path} names {len(classes)} classes (or an empty one); the benchmark has {num_classes}")
+    return classes
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The texts to score, and how their logits become a class id per pixel."""
+
+    classes: tuple[tuple[str, ...], ...]  # per class, its names (synonyms)
+    background_index: int | None = None  # decided by a rule rather than by text when rule != "text"
+    rule: str = "text"
+    scale: float = 40.0  # logit scale of the probabilities the rules look at
+    threshold: float = 0.1
+    entropy: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.rule not in BACKGROUND_RULES:
+            raise ValueError(f"unknown background rule '{self.rule}'; known: {', '.join(BACKGROUND_RULES)}")
+
+    @classmethod
+    def of(cls, names: Sequence[str] | Sequence[Sequence[str]], **kw) -> LabelSet:
+        return cls(tuple((n,) if isinstance(n, str) else tuple(n) for n in names), **kw)
+
+    @property
+    def by_rule(self) -> bool:
+        return self.background_index is not None and self.rule != "text"
+
+    @property
+    def scored(self) -> list[int]:
+        """The classes that have texts, in order."""
+        return [c for c in range(len(self.classes)) if not (self.by_rule and c == self.background_index)]
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(n for c in self.scored for n in self.classes[c])
+
+    def class_logits(self, text_logits: torch.Tensor) -> torch.Tensor:
+        """[B, len(texts), H, W] -> [B, len(scored), H, W]: each class the max over its names."""
+        out, i = [], 0
+        for c in self.scored:
+            k = len(self.classes[c])
+            out.append(text_logits[:, i:i + k].amax(1))
+            i += k
+        return torch.stack(out, 1)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class ids [B, H, W] from class logits [B, len(scored), H, W] (cosines)."""
+        scored = torch.tensor(self.scored, device=logits.device)
+        top = logits.argmax(1)
+        pred = scored[top]
+        if not self.by_rule:
+            return pred
+        prob = torch.softmax(self.scale * logits.float(), dim=1)
+        if self.rule == "threshold":
+            background = prob.amax(1) < self.threshold
+        else:
+            background = -(prob * prob.clamp_min(1e-12).log()).sum(1) > self.entropy
+        return torch.where(background, torch.full_like(pred, self.background_index), pred)

@@ -1,0 +1,63 @@
+"""``score``: predicted label PNGs against every benchmark layout, equal to a direct numpy computation."""
+
+import json
+
+import numpy as np
+import pytest
+from layouts import make_ade, make_coco_stuff, make_context, make_voc
+from PIL import Image
+
+from data_modules.segmentation import SegmentationSet
+from lseg_pacl.cli import main
+from lseg_pacl.evaluation.score import score_folder
+
+
+def numpy_miou(preds, targets, c):
+    inter, union = np.zeros(c), np.zeros(c)
+    for p, t in zip(preds, targets, strict=True):
+        valid = t != 255
+        for k in range(c):
+            inter[k] += ((p == k) & (t == k) & valid).sum()
+            union[k] += (((p == k) | (t == k)) & valid).sum()
+    return float(np.nanmean(np.where(union > 0, inter / np.maximum(union, 1), np.nan)))
+
+
+@pytest.mark.parametrize(("name", "make"), [("ade20k", make_ade), ("voc20", make_voc), ("voc21", make_voc),
+                                            ("context59", make_context), ("context60", make_context),
+                                            ("coco_stuff171", make_coco_stuff)])
+def test_score_matches_numpy_on_each_layout(tmp_path, name, make):
+    make(tmp_path, n=3)
+    data = SegmentationSet(name, tmp_path, None, transform=None)
+    c = len(data.class_names)
+    rng = np.random.default_rng(0)
+    preds, targets = [], []
+    (tmp_path / "pred").mkdir()
+    for i, pair in enumerate(data.pairs):
+        target = data.load(i).mask
+        pred = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, c, target.shape)).astype(np.uint8)
+        pred[target == 255] = rng.integers(0, c)  # predictions on ignored pixels do not count
+        Image.fromarray(pred, mode="L").save(tmp_path / "pred" / f"{pair.image.stem}.png")
+        preds.append(pred)
+        targets.append(target)
+    result = score_folder(name, tmp_path, tmp_path / "pred")
+    assert result["mIoU"] == pytest.approx(numpy_miou(preds, targets, c))
+    assert result["images"] == 3 and result["problems"] == [] and len(result["per_class"]) == c
+
+
+def test_missing_and_bad_predictions_are_reported(tmp_path, capsys):
+    make_ade(tmp_path, n=3, ids=[1, 2])
+    data = SegmentationSet("ade20k", tmp_path, None, transform=None)
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    stems = [p.image.stem for p in data.pairs]
+    Image.fromarray(data.load(0).mask, mode="L").save(pred_dir / f"{stems[0]}.png")  # perfect
+    Image.fromarray(np.full((5, 5), 1, np.uint8), mode="L").save(pred_dir / f"{stems[1]}.png")  # wrong size
+    assert main(["score", "dataset=ade20k", f"root={tmp_path}", f"pred_dir={pred_dir}"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    reasons = sorted(p["reason"] for p in result["problems"])
+    assert reasons == ["missing_prediction", "prediction_size_mismatch"]
+    assert result["images"] == 2 and result["skipped"] == 1
+    first, last = data.load(0).mask, data.load(2).mask  # image 0 perfect, image 2 no prediction at all
+    expected = np.mean([(first == k).sum() / ((first == k).sum() + (last == k).sum()) for k in (0, 1)])
+    assert result["mIoU"] == pytest.approx(expected)
+    assert main(["score", "dataset=ade20k", f"root={tmp_path}", f"pred_dir={tmp_path / 'nope'}"]) == 3
