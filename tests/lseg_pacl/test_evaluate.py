@@ -53,3 +53,14 @@ def test_training_free_variants_evaluate_with_the_slide_protocol(eval_args, tmp_
 def test_eval_names_a_missing_benchmark(eval_args, tmp_path, capsys):
     assert main(["eval", "demo_clip", *eval_args, "benchmarks=[voc20]", f"data.root={tmp_path}"]) == 3
     assert "ImageSets/Segmentation/val.txt" in capsys.readouterr().err
+
+
+def test_eval_logs_its_table_to_an_offline_wandb_run_without_the_key(eval_args, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "local-" + "x" * 40)
+    args = [a for a in eval_args if not a.startswith("logger.wandb")]
+    assert main(["eval", "demo_clip", *args, "logger.wandb.mode=offline", "max_images=2", "pictures=1"]) == 0
+    runs = list((eval_dir(tmp_path, "demo_clip") / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    for f in eval_dir(tmp_path, "demo_clip").rglob("*"):
+        if f.is_file():
+            assert b"x" * 40 not in f.read_bytes(), f
