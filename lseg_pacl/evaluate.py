@@ -32,7 +32,6 @@ from lseg_pacl.evaluation.metrics import SegmentationScore, report
 from lseg_pacl.evaluation.pictures import save_panel, wandb_masks
 from lseg_pacl.evaluation.report import to_wandb, write_reports
 from lseg_pacl.objectives import build_objective, load_objective
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
 from lseg_pacl.runner import experiment_root, new_run_id
 
@@ -104,19 +103,22 @@ class Diagnostics:
         m = torch.nn.functional.interpolate(mask[:, None].float(), size=tuple(x.shape[-2:]), mode="nearest")
         h, w = (x.shape[-2] // patch) * patch, (x.shape[-1] // patch) * patch  # whole patches only
         x, m = x[..., :h, :w], m[:, 0, :h, :w].long()
-        labels = patch_majority_labels(m, (h // patch, w // patch))
         to_scored = torch.full((256,), 255, dtype=torch.long)
         to_scored[torch.tensor(scored)] = torch.arange(len(scored))
-        labels = to_scored[labels.cpu()]
-        for name, fn in self.views.items():
+        picked: dict[tuple[int, int], torch.Tensor] = {}  # per grid: the same patches for every view
+        for name, (fn, grid_of) in self.views.items():
+            grid = grid_of(h, w)
+            labels = to_scored[patch_majority_labels(m, grid).cpu()]
+            if grid not in picked:
+                keep = (labels[0] != 255).nonzero().flatten()
+                picked[grid] = keep[torch.randperm(len(keep), generator=self.generator)[:PATCHES_PER_IMAGE]]
             dense = fn(x).float().cpu()
             if "patch_accuracy" in self.analysis:
                 ok, n = patch_accuracy(dense, classes.cpu(), labels)
                 self.correct[name] += ok
                 self.counted[name] += n
             if "coherence" in self.analysis:
-                keep = (labels[0] != 255).nonzero().flatten()
-                keep = keep[torch.randperm(len(keep), generator=self.generator)[:PATCHES_PER_IMAGE]]
+                keep = picked[grid]
                 self.pool[name].append((dense[0, keep], labels[0, keep]))
 
     def result(self) -> dict:
@@ -149,12 +151,11 @@ def evaluate_benchmark(cfg, module, name: str, root: Path, out: Path, device, wa
     text = clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
 
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
-        grid = clip.grid(x.shape[-2], x.shape[-1])
-        return labels.class_logits(zero_shot_logits(module.dense_embeddings(x), grid, text, tuple(x.shape[-2:])))
+        return labels.class_logits(module.logits(x, text, tuple(x.shape[-2:])))
 
-    views = {"model": module.dense_embeddings}
+    views = {"model": (module.dense_embeddings, module.dense_grid)}
     if hasattr(module, "embedder"):  # PACL: show the frozen CLIP's own features beside the trained ones
-        views["clip"] = clip.dense_features
+        views["clip"] = (clip.dense_features, clip.grid)
     diagnostics = Diagnostics(views, list(e.analysis), e.coherence_pairs) if e.analysis else None
     first_names = clip.class_embeddings(tuple(labels.classes[c][0] for c in labels.scored),
                                         templates(e.templates)).to(device)

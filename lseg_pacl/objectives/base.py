@@ -55,12 +55,21 @@ class ZeroShotObjective(L.LightningModule):
         if self.text_is_trainable():
             self.clip.text_cache.clear()
 
+    def logits(self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Class logits [B, C, *size] against unit class embeddings [C, D]; by default the per-patch cosine,
+        bilinearly upsampled (objectives with their own head override this)."""
+        grid = self.dense_grid(images.shape[-2], images.shape[-1])
+        return zero_shot_logits(self.dense_embeddings(images), grid, class_embeddings, size)
+
+    def dense_grid(self, height: int, width: int) -> tuple[int, int]:
+        """The grid ``dense_embeddings`` lays its T embeddings on, for an input of this size."""
+        return self.clip.grid(height, width)
+
     def segment(self, images: torch.Tensor, class_names: tuple[str, ...],
                 size: tuple[int, int] | None = None) -> torch.Tensor:
         """Class logits [B, C, H, W] for a label set."""
-        grid = self.clip.grid(images.shape[-2], images.shape[-1])
         classes = self.clip.class_embeddings(class_names, self.templates).to(images.device)
-        return zero_shot_logits(self.dense_embeddings(images), grid, classes, size or tuple(images.shape[-2:]))
+        return self.logits(images, classes, size or tuple(images.shape[-2:]))
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch_size_of(batch) == 0:  # every sample of this batch was bad (counted by SkipMonitor)
