@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
 from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
 from data_modules.images import as_viewed, decode_rgb, read_label_png
+from data_modules.transforms import seeded
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
 
@@ -56,7 +57,7 @@ class SegmentationSet(Dataset):
     """(image, mask) samples of one benchmark split; bad ones come back as ``Skipped``."""
 
     def __init__(self, name: str, root: str | Path, split: str | None, transform: Callable,
-                 max_images: int | None = None) -> None:
+                 max_images: int | None = None, augment: bool = False) -> None:
         self.bench: Benchmark = benchmark(name)
         self.dir = dataset_dir(self.bench, root)
         self.split = split or self.bench.default_split
@@ -65,7 +66,7 @@ class SegmentationSet(Dataset):
             raise FileNotFoundError(f"{name} ({self.split}) not found under {self.dir}: {why}. Expected layout:\n"
                                     f"{self.bench.expected_layout(self.split)}")
         self.class_names = self.bench.class_names(self.dir)
-        self.transform = transform
+        self.transform, self.augment = transform, augment  # augment: a random transform, seeded per sample
         pairs = self.bench.pairs(self.dir, self.split)
         if not pairs:
             raise FileNotFoundError(f"{name} ({self.split}) under {self.dir} lists no images. Expected layout:\n"
@@ -86,7 +87,10 @@ class SegmentationSet(Dataset):
             loaded = self.load(index)
         except BadSample as exc:
             return Skipped.of(exc)
-        out = self.transform(image=loaded.image, mask=loaded.mask)
+        if self.augment:
+            out = seeded(self.transform, image=loaded.image, mask=loaded.mask)
+        else:
+            out = self.transform(image=loaded.image, mask=loaded.mask)
         return {"image": out["image"], "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long),
                 EVENTS: loaded.notes}
 
@@ -96,30 +100,49 @@ def collate_segmentation(items: list) -> dict:
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Serves a set of benchmarks for zero-shot validation, one DataLoader each, in the order given.
+    """Serves a set of benchmarks for zero-shot validation, one DataLoader each, in the order given, and, for
+    mask-supervised training (LSeg), one benchmark's training split.
 
-    ``roots`` maps each benchmark name to its folder (or to a data root holding it under its standard name).
+    ``roots`` maps each benchmark name to its folder (or to a data root holding it under its standard name);
+    ``train`` is (name, root, split, transform) of the training set.
     """
 
     def __init__(self, roots: dict[str, str | Path], split: str | None, transform: Callable, batch_size: int,
-                 num_workers: int, max_images: int | None = None) -> None:
+                 num_workers: int, max_images: int | None = None,
+                 train: tuple[str, str | Path, str, Callable] | None = None, train_batch_size: int = 8) -> None:
         super().__init__()
         if not roots:
             raise ValueError("no validation benchmark given")
         self.roots, self.split = dict(roots), split
         self.transform, self.batch_size, self.num_workers = transform, batch_size, num_workers
         self.max_images = max_images
+        self.train, self.train_batch_size = train, train_batch_size
         self.val_sets: list[SegmentationSet] = []
+        self.train_set: SegmentationSet | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if not self.val_sets:
             self.val_sets = [SegmentationSet(name, root, self.split, self.transform, self.max_images)
                              for name, root in self.roots.items()]
+        if self.train is not None and self.train_set is None:
+            name, root, split, transform = self.train
+            self.train_set = SegmentationSet(name, root, split, transform, augment=True)
 
     @property
     def val_benchmarks(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, class names) per validation DataLoader, in DataLoader order."""
         return [(s.bench.name, s.class_names) for s in self.val_sets]
+
+    @property
+    def train_class_names(self) -> tuple[str, ...]:
+        if self.train_set is None:
+            raise RuntimeError("this DataModule has no training set")
+        return self.train_set.class_names
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=True, drop_last=True,
+                          num_workers=self.num_workers, collate_fn=collate_segmentation,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [DataLoader(s, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -12,10 +13,14 @@ from data_modules.benchmarks import benchmark, dataset_dir
 from data_modules.captions import CaptionDataModule, CocoCaptions
 from data_modules.segmentation import SegmentationDataModule
 from data_modules.shards import ShardSource, ShardStream, expand_urls, is_local, local_path
-from data_modules.transforms import caption_train_transform, segmentation_eval_transform
+from data_modules.transforms import (
+    caption_train_transform,
+    segmentation_eval_transform,
+    segmentation_train_transform,
+)
 from lseg_pacl.config import data_root
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.models.clip import ClipBackbone
+from lseg_pacl.objectives.base import ZeroShotObjective
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +40,9 @@ def ensure_synthetic(cfg: DictConfig) -> None:
             raise ConfigError(f"{exc} (data.synthetic.out)") from None
 
 
-def _check_size(size: int, clip: ClipBackbone, key: str) -> None:
-    if size % clip.patch_size:
-        raise ConfigError(f"{key}={size} must divide by the patch size {clip.patch_size} of {clip.name}")
+def _check_size(size: int, module: ZeroShotObjective, key: str) -> None:
+    if size % module.patch_size:
+        raise ConfigError(f"{key}={size} must divide by the image encoder's patch size {module.patch_size}")
 
 
 def val_roots(cfg: DictConfig) -> dict[str, Path]:
@@ -51,11 +56,14 @@ def val_roots(cfg: DictConfig) -> dict[str, Path]:
     return out
 
 
-def build_val_data(cfg: DictConfig, clip: ClipBackbone) -> SegmentationDataModule:
+def build_val_data(cfg: DictConfig, module: ZeroShotObjective,
+                   train: tuple[str, Path, str, Callable] | None = None) -> SegmentationDataModule:
+    """The validation benchmarks (and, for mask-supervised objectives, the training split of ``train``)."""
     v = cfg.data.val
-    _check_size(v.image_size, clip, "data.val.image_size")
-    data = SegmentationDataModule(val_roots(cfg), v.split, segmentation_eval_transform(v.image_size, clip.mean,
-                                  clip.std), cfg.data.val_batch_size, cfg.data.num_workers, v.max_images)
+    _check_size(v.image_size, module, "data.val.image_size")
+    transform = segmentation_eval_transform(v.image_size, module.input_mean, module.input_std)
+    data = SegmentationDataModule(val_roots(cfg), v.split, transform, cfg.data.val_batch_size, cfg.data.num_workers,
+                                  v.max_images, train=train, train_batch_size=cfg.data.batch_size)
     try:
         data.setup("validate")  # reads the file lists now: a wrong layout stops here, with its path
     except (FileNotFoundError, ValueError) as exc:
@@ -70,18 +78,30 @@ def shard_sources(cfg: DictConfig) -> list[ShardSource]:
         raise ConfigError(f"data.train.shards: {exc}") from None
 
 
-def build_train_data(cfg: DictConfig, clip: ClipBackbone) -> CaptionDataModule:
+def train_root(cfg: DictConfig) -> Path:
     t = cfg.data.train
-    _check_size(t.image_size, clip, "data.train.image_size")
-    transform = caption_train_transform(t.image_size, clip.mean, clip.std, t.crop_scale_min, t.hflip)
+    if t.format == "segmentation":
+        bench = benchmark(t.dataset)
+        return dataset_dir(bench, data_root(t.root, cfg.data.root, bench.folder, "data.train.root"))
+    return data_root(t.root, cfg.data.root, "coco", "data.train.root")
+
+
+def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataModule | SegmentationDataModule:
+    t = cfg.data.train
+    _check_size(t.image_size, module, "data.train.image_size")
+    if t.format == "segmentation":
+        transform = segmentation_train_transform(t.image_size, t.base_size, module.input_mean, module.input_std,
+                                                 tuple(t.scale_range), t.hflip)
+        return build_val_data(cfg, module, train=(t.dataset, train_root(cfg), t.split, transform))
+    transform = caption_train_transform(t.image_size, module.input_mean, module.input_std, t.crop_scale_min, t.hflip)
     if t.format == "shards":
         make_train = partial(_shard_stream, shard_sources(cfg), transform, cfg)
         where = "data.train.shards"
     else:
-        root = data_root(t.root, cfg.data.root, "coco", "data.train.root")
+        root = train_root(cfg)
         make_train = partial(_coco_captions, root, t.split, transform)
         where = f"{root} (data.train.root)"
-    data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, clip))
+    data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, module))
     try:
         data.setup("fit")
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -139,8 +159,15 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     t = cfg.data.train
     if train and t.format == "shards":
         _check_shards(cfg)
+    elif train and t.format == "segmentation":
+        bench = benchmark(t.dataset)
+        why = bench.missing(train_root(cfg), t.split)
+        if why:
+            raise MissingInputError(f"{t.dataset} training data not found: {why}. Expected layout:\n"
+                                    f"{bench.expected_layout(t.split)}\nPass data.train.root=DIR, or set data.root / "
+                                    f"DATA_ROOT to the folder holding {bench.folder}/")
     elif train:
-        ann = data_root(t.root, cfg.data.root, "coco", "data.train.root") / "annotations" / f"captions_{t.split}.json"
+        ann = train_root(cfg) / "annotations" / f"captions_{t.split}.json"
         if not ann.is_file():
             raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
                                     f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "

@@ -44,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lseg_pacl.evaluate import evaluate
 
     short = {f.name for f in fields(EvalConfig)}  # ckpt=, benchmarks=, mode=, ... mean eval.<key>
-    overrides = [f"eval.{o}" if o.partition("=")[0] in short else o for o in args.overrides]
+    overrides = [f"eval.{o}" if o.partition("=")[0].split(".")[0] in short else o for o in args.overrides]
     evaluate(args.experiment, overrides)
     return 0
 

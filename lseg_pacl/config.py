@@ -58,13 +58,32 @@ class PaclConfig:
 
 
 @dataclass
+class LsegConfig:
+    """LSeg (method notes, section 1): a DPT image encoder on a timm ViT against the frozen CLIP text encoder."""
+
+    backbone: str = "vit_large_patch16_384"  # vit_base_patch32_384 | vit_base_patch16_384 | vit_tiny_lseg
+    backbone_pretrained: str | None = "imagenet"  # timm's ImageNet weights, a local file, or null (random)
+    features: int = 256  # DPT fusion width
+    spatial_reg: str = "none"  # none | depthwise | bottleneck
+    block_depth: int = 2
+    activation: str = "lrelu"  # relu | lrelu | tanh
+    logit_scale: float = 14.285714  # 1 / 0.07, the official constant
+    learn_logit_scale: bool = False
+    templates: str = "raw"  # the training labels' prompts: raw | pacl7 | imagenet80
+    head_lr_mult: float = 10.0  # decoder and head learning rate over the backbone's
+    input_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    input_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+@dataclass
 class ModelConfig:
-    objective: str = "pacl"  # clip | pacl
+    objective: str = "pacl"  # clip | pacl | lseg
     # PACL's augmentation: each caption noun in this many of the 7 templates as extra texts; 0 turns it off
     # (objectives/texts.py). 7 is PACL's recipe.
     noun_prompt_templates: int = 7
     clip: ClipConfig = field(default_factory=ClipConfig)
     pacl: PaclConfig = field(default_factory=PaclConfig)
+    lseg: LsegConfig = field(default_factory=LsegConfig)
     logit_scale_init: float = 14.285714  # 1 / 0.07, CLIP's initial value
     learn_logit_scale: bool = True
     logit_scale_max: float = 100.0
@@ -77,7 +96,9 @@ class OptimConfig:
     weight_decay: float = 0.2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-6
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | poly
+    poly_power: float = 0.9
+    momentum: float = 0.9  # sgd
     warmup_steps: int = 0
 
 
@@ -102,16 +123,20 @@ class ShardSourceConfig:
 
 
 @dataclass
-class CaptionDataConfig:
-    format: str = "coco"  # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards
-    root: str | None = None  # coco: the folder holding annotations/ (None: <data.root>/coco)
+class TrainDataConfig:
+    # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards | segmentation (masks of `dataset`)
+    format: str = "coco"
+    root: str | None = None  # coco: the folder holding annotations/; segmentation: the dataset's folder
     split: str = "train2017"
+    dataset: str = "ade20k"  # format=segmentation: the benchmark whose training split (and labels) to learn
+    base_size: int = 520  # format=segmentation: LSeg's recipe, long side drawn from scale_range x base_size
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
     samples_per_epoch: int | None = None  # format=shards (required): the epoch length, over all ranks
     resampled: bool = True  # shards drawn with replacement (else each pass reads every shard once)
     shuffle_buffer: int = 1000  # samples (raw bytes) shuffled within each DataLoader worker and source
-    image_size: int = 224
-    crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound
+    image_size: int = 224  # the training crop (segmentation: LSeg's 480)
+    crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound (caption formats)
     hflip: bool = True
 
 
@@ -129,7 +154,7 @@ class SegDataConfig:
 @dataclass
 class DataConfig:
     root: str | None = None  # the folder holding every dataset under its standard name (None: $DATA_ROOT)
-    train: CaptionDataConfig = field(default_factory=CaptionDataConfig)
+    train: TrainDataConfig = field(default_factory=TrainDataConfig)
     val: SegDataConfig = field(default_factory=SegDataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     batch_size: int = 64
@@ -229,10 +254,13 @@ class ExperimentConfig:
 
 
 CHOICES = {
-    "model.objective": ("clip", "pacl"),
+    "model.objective": ("clip", "pacl", "lseg"),
+    "model.lseg.spatial_reg": ("none", "depthwise", "bottleneck"),
+    "model.lseg.activation": ("relu", "lrelu", "tanh"),
+    "model.lseg.templates": ("raw", "pacl7", "imagenet80"),
     "optim.name": ("adamw", "sgd"),
-    "optim.schedule": ("cosine", "constant"),
-    "data.train.format": ("coco", "shards"),
+    "optim.schedule": ("cosine", "constant", "poly"),
+    "data.train.format": ("coco", "shards", "segmentation"),
     "eval.templates": ("raw", "pacl7", "imagenet80"),
     "eval.mode": ("whole", "slide"),
     "eval.background": ("text", "threshold", "entropy"),
@@ -346,6 +374,9 @@ def validate(cfg: DictConfig) -> None:
     if not 0 <= cfg.model.noun_prompt_templates <= 7:
         raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
     _validate_data(cfg.data, cfg.eval)
+    if (cfg.model.objective == "lseg") != (cfg.data.train.format == "segmentation"):
+        raise ConfigError(f"model.objective={cfg.model.objective} with data.train.format={cfg.data.train.format}: "
+                          f"lseg trains on masks (format segmentation); clip and pacl on captions (coco, shards)")
     if cfg.model.pacl.temperature <= 0:
         raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
     try:
@@ -367,6 +398,15 @@ def _validate_data(data: DictConfig, ev: DictConfig) -> None:
         raise ConfigError(f"eval.analysis: unknown {unknown}; known: patch_accuracy, coherence")
     if not ev.scales or any(x <= 0 for x in ev.scales) or not 0 < ev.stride <= ev.crop:
         raise ConfigError("eval.scales must be positive and eval.stride within 1..eval.crop")
+    for key, ok in (("short_side", ev.short_side is None or ev.short_side > 0),
+                    ("max_images", ev.max_images is None or ev.max_images > 0),
+                    ("coherence_pairs", ev.coherence_pairs >= 2), ("bg_threshold", 0 <= ev.bg_threshold <= 1),
+                    ("bg_entropy", ev.bg_entropy > 0), ("logit_scale", ev.logit_scale > 0),
+                    ("pictures", ev.pictures >= 0)):
+        if not ok:
+            raise ConfigError(f"eval.{key}={ev[key]} is out of range")
+    if data.val.max_images is not None and data.val.max_images <= 0:
+        raise ConfigError(f"data.val.max_images={data.val.max_images} must be > 0 (or null for all)")
     for name in (*data.val.datasets, *data.val.roots, *ev.benchmarks, *ev.class_names):
         if name not in BENCHMARKS:
             near = difflib.get_close_matches(str(name), list(BENCHMARKS), n=2)
@@ -377,6 +417,8 @@ def _validate_data(data: DictConfig, ev: DictConfig) -> None:
     if not 0 <= data.max_bad_fraction <= 1:
         raise ConfigError(f"data.max_bad_fraction={data.max_bad_fraction}: must be within 0..1")
     t = data.train
+    if t.format == "segmentation" and t.dataset not in BENCHMARKS:
+        raise ConfigError(f"data.train.dataset={t.dataset}: unknown benchmark; known: {', '.join(BENCHMARKS)}")
     if t.format == "shards":
         if not t.shards or not all(s.urls for s in t.shards):
             raise ConfigError("data.train.format=shards needs data.train.shards: a list of {urls: [...], weight: w}")

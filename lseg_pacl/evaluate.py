@@ -77,10 +77,12 @@ def protocol(cfg, patch: int) -> Protocol:
                     scales=tuple(e.scales), flip=e.flip, patch=patch)
 
 
-def settings(cfg, split: str) -> dict:
-    e = cfg.eval
-    model = cfg.model.clip.name + (f" ({cfg.model.clip.last_block})" if cfg.model.clip.last_block != "plain" else "")
-    return {"ckpt": e.ckpt, "model": model if not e.ckpt else f"{cfg.model.objective} checkpoint", "split": split,
+def settings(cfg, module, split: str) -> dict:
+    """What produced these numbers: the model as built (from the checkpoint's own config) and the protocol."""
+    e, m = cfg.eval, module.cfg.model
+    variant = module.clip.last_block
+    model = f"{m.objective}: {m.clip.name}" + (f" ({variant})" if variant != "plain" else "")
+    return {"ckpt": e.ckpt, "model": model, "split": split,
             "templates": e.templates, "mode": e.mode, "short_side": e.short_side or cfg.data.val.image_size,
             "crop": e.crop, "stride": e.stride, "scales": list(e.scales), "flip": e.flip,
             "background": e.background, "bg_threshold": e.bg_threshold, "bg_entropy": e.bg_entropy,
@@ -143,11 +145,11 @@ def evaluate_benchmark(cfg, module, name: str, root: Path, out: Path, device, wa
     e = cfg.eval
     clip = module.clip
     try:
-        data = SegmentationSet(name, root, cfg.data.val.split, normalize_transform(clip.mean, clip.std), e.max_images)
+        data = SegmentationSet(name, root, cfg.data.val.split, normalize_transform(module.input_mean, module.input_std), e.max_images)
     except FileNotFoundError as exc:
         raise MissingInputError(str(exc)) from None
     labels = label_set(cfg, name, data.class_names)
-    proto = protocol(cfg, clip.patch_size)
+    proto = protocol(cfg, module.patch_size)
     text = clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
 
     def logits_fn(x: torch.Tensor) -> torch.Tensor:
@@ -181,19 +183,19 @@ def evaluate_benchmark(cfg, module, name: str, root: Path, out: Path, device, wa
                 Image.fromarray(pred[0].to(torch.uint8).cpu().numpy(), mode="L").save(target)
             if pictures < e.pictures:
                 pictures += 1
-                rgb = (image[0].float().cpu() * torch.tensor(clip.std)[:, None, None]
-                       + torch.tensor(clip.mean)[:, None, None]).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+                rgb = (image[0].float().cpu() * torch.tensor(module.input_std)[:, None, None]
+                       + torch.tensor(module.input_mean)[:, None, None]).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
                 gt, pr = mask[0].cpu().numpy().astype(np.uint8), pred[0].cpu().numpy().astype(np.uint8)
                 save_panel(out / "pictures" / name / f"{stem}.png", rgb, gt, pr, data.class_names, title=f"{name} {stem}")
                 wandb_images.append((rgb, wandb_masks(gt, pr, data.class_names), f"{name}/{stem}"))
             if diagnostics is not None:
-                diagnostics.update(image, mask, first_names, labels.scored, proto.short_side, clip.patch_size)
+                diagnostics.update(image, mask, first_names, labels.scored, proto.short_side, module.patch_size)
     try:
         skips.check()
     except DataQualityError as exc:
         raise BadDataError(str(exc)) from None
     result = {**report(metric.compute(), data.class_names), "images": len(data) - skips.skipped,
-              "skipped": skips.skipped, "settings": settings(cfg, data.split)}
+              "skipped": skips.skipped, "settings": settings(cfg, module, data.split)}
     if diagnostics is not None:
         result["analysis"] = diagnostics.result()
     return result
@@ -224,7 +226,7 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     ensure_synthetic(cfg)
     roots = benchmark_roots(cfg)
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
-    if cfg.eval.ckpt and cfg.model.clip.last_block != module.clip.last_block:
+    if cfg.eval.ckpt and any(o.startswith("model.clip.last_block=") for o in overrides):
         module.clip.last_block = cfg.model.clip.last_block  # a training-free variant applied to trained weights
     device = _device(cfg)
     module = module.to(device).eval()

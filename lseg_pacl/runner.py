@@ -213,7 +213,7 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     check_inputs(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_objective(to_plain(cfg))
-    data = build_train_data(cfg, module.clip)
+    data = build_train_data(cfg, module)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints")
     trainer = make_trainer(cfg.data.max_bad_fraction, [*callbacks, LearningRateMonitor(logging_interval="step")],
                            **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))

@@ -3,7 +3,9 @@ rules of benchmarks whose class 0 means "none of the others" (VOC-21, Context-60
 
 Background rules: ``text`` scores "background" like any class name; ``threshold`` (the SCLIP-style protocol)
 makes background every pixel whose top class probability, softmax(scale x cosine) over the other classes, is
-below a threshold; ``entropy`` (PACL) makes background every pixel whose class-probability entropy exceeds one.
+below a threshold; ``entropy`` (PACL) makes background every pixel whose class-probability entropy exceeds a
+limit (1.5 by default). Unlike SCLIP's released code, ``threshold`` does not score background texts: the
+softmax runs over the other classes' logits (each the max over its names).
 """
 
 from __future__ import annotations

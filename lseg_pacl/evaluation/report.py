@@ -15,18 +15,27 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+REQUIRED = ("mIoU", "aAcc", "per_class", "images", "skipped", "settings")
+
+
 def merge_results(path: Path, new: dict) -> dict:
-    """Earlier results of other benchmarks stay; the benchmarks evaluated now replace their old entries."""
-    merged: dict = {}
+    """Earlier results of other benchmarks stay; the benchmarks evaluated now replace their old entries.
+    Entries this version cannot read (older formats) are kept aside in results.old-<n>.json, never lost."""
+    old: dict = {}
     if path.is_file():
         try:
-            merged = json.loads(path.read_text(encoding="utf-8"))
+            old = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
-            backup = path.with_suffix(".json.unreadable")
+            old = None
+        if not isinstance(old, dict) or not all(isinstance(v, dict) and all(k in v for k in REQUIRED)
+                                                for v in old.values()):
+            n = 1
+            while (backup := path.with_name(f"results.old-{n}.json")).exists():
+                n += 1
             path.rename(backup)
-            log.warning("%s was not valid JSON; kept it as %s", path, backup)
-    merged.update(new)
-    return merged
+            log.warning("%s is in an older or unreadable format; kept it as %s", path, backup)
+            old = {}
+    return {**old, **new}
 
 
 def markdown(results: dict, title: str) -> str:

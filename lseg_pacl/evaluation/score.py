@@ -1,9 +1,8 @@
 """``lseg-pacl score``: another program's predictions, scored with this project's metric against a benchmark.
 
 Predictions are label PNGs named like the ground truth (``<stem>.png``), holding the benchmark's contiguous
-class ids (255 = no prediction). A missing prediction counts as "no prediction" for its image (never a skip that
-would flatter the score); a prediction of the wrong size or with ids outside the classes is a problem and its
-image is left out (listed under ``problems``).
+class ids (255 = no prediction). A missing, unreadable, wrongly sized or out-of-range prediction is listed under
+``problems`` and counts as "no prediction" for its whole image: never a skip that would flatter the score.
 """
 
 from __future__ import annotations
@@ -34,23 +33,22 @@ def score_folder(dataset: str, root: str | Path, pred_dir: str | Path, split: st
             problems.append({"file": exc.file, "reason": exc.reason})
             continue
         file = pred_dir / f"{pair.image.stem}.png"
+        problem = None
+        pred = None
         if not file.is_file():
-            problems.append({"file": str(file), "reason": "missing_prediction"})
-            metric.update(torch.full_like(target, IGNORE_INDEX), target)
-            scored += 1
-            continue
-        try:
-            pred = torch.from_numpy(read_label_png(file))
-        except BadSample as exc:
-            problems.append({"file": exc.file, "reason": "bad_prediction"})
-            continue
-        if pred.shape != target.shape:
-            problems.append({"file": str(file), "reason": "prediction_size_mismatch"})
-            continue
-        if ((pred >= c) & (pred != IGNORE_INDEX) | (pred < 0)).any():
-            problems.append({"file": str(file), "reason": "prediction_out_of_range"})
-            continue
-        metric.update(pred, target)
+            problem = "missing_prediction"
+        else:
+            try:
+                pred = torch.from_numpy(read_label_png(file))
+            except BadSample:
+                problem = "bad_prediction"
+        if pred is not None and pred.shape != target.shape:
+            problem, pred = "prediction_size_mismatch", None
+        if pred is not None and ((pred >= c) & (pred != IGNORE_INDEX) | (pred < 0)).any():
+            problem, pred = "prediction_out_of_range", None
+        if problem:
+            problems.append({"file": str(file), "reason": problem})
+        metric.update(pred if pred is not None else torch.full_like(target, IGNORE_INDEX), target)
         scored += 1
     return {**report(metric.compute(), data.class_names), "images": scored, "skipped": len(data) - scored,
             "settings": {"pred_dir": str(pred_dir), "split": data.split, "dataset": dataset}, "problems": problems}

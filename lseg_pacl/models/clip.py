@@ -3,7 +3,7 @@
 Weights (``pretrained``): None for random init, a local file (open_clip/OpenAI state dict, safetensors, or one of
 our Lightning checkpoints), or a known open_clip tag. A tag is read from the local cache when it is there; when it
 must be downloaded and the hub cannot be reached, we stop within seconds and say which file to pass instead
-(open_clip alone would retry for about a minute).
+(open_clip alone would retry for about a minute); the network/offline helpers live in hub.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import contextlib
 import logging
 import math
 import os
-import socket
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlparse
 
 import open_clip
 import torch
@@ -23,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.models.hub import cached_hub_file as _cached_hub_file
+from lseg_pacl.models.hub import download_clip_weights as _download
+from lseg_pacl.models.hub import host_reachable as _host_reachable  # noqa: F401 (kept importable here)
 from lseg_pacl.models.last_block import transformer_tokens
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -34,56 +35,6 @@ open_clip.add_model_config(MODEL_CONFIG_DIR)  # registers lseg-tiny-vit (tests, 
 def _is_file_like(value: str) -> bool:
     return os.sep in value or value.startswith(".") or Path(value).suffix in {".pt", ".pth", ".bin", ".ckpt",
                                                                               ".safetensors"}
-
-
-def _host_reachable(url: str, timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    host = urlparse(url).hostname
-    if not host:
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _cached_hub_file(cfg: dict) -> str | None:
-    """The already-downloaded weights file of a pretrained tag, if the local cache has it."""
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        model_id, filename = os.path.split(hub)
-        names = [filename] if filename else [open_clip.constants.HF_SAFE_WEIGHTS_NAME,
-                                             open_clip.constants.HF_WEIGHTS_NAME]
-        for name in names:
-            found = try_to_load_from_cache(model_id, name)
-            if isinstance(found, str) and os.path.isfile(found):
-                return found
-    url = cfg.get("url", "")
-    if url:
-        local = Path("~/.cache/clip").expanduser() / os.path.basename(url)
-        if local.is_file():
-            return str(local)
-    return None
-
-
-def _download(name: str, tag: str, cfg: dict) -> str:
-    from huggingface_hub import constants as hub_constants
-
-    hub = cfg.get("hf_hub", "")
-    where = f"{hub_constants.ENDPOINT}/{os.path.split(hub)[0]}" if hub else cfg.get("url", "")
-    probe = hub_constants.ENDPOINT if hub else cfg.get("url", "")
-    if not _host_reachable(probe):
-        filename = os.path.split(hub)[1] or open_clip.constants.HF_WEIGHTS_NAME if hub else os.path.basename(where)
-        raise MissingInputError(
-            f"CLIP weights {name}/{tag} are not in the local cache and {urlparse(probe).hostname} cannot be reached. "
-            f"On a machine with network, download {filename} from {where} and pass "
-            f"model.clip.pretrained=/path/to/{filename} (or copy your Hugging Face cache to this machine)."
-        )
-    return open_clip.download_pretrained(cfg)
 
 
 def _lightning_clip_state(obj: dict) -> dict | None:

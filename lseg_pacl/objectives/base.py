@@ -36,6 +36,20 @@ class ZeroShotObjective(L.LightningModule):
         self.val_miou = nn.ModuleList()
 
     # ---- what an objective provides
+    @property
+    def input_mean(self) -> tuple[float, ...]:
+        """The normalisation its image encoder expects (CLIP's by default)."""
+        return tuple(self.clip.mean)
+
+    @property
+    def input_std(self) -> tuple[float, ...]:
+        return tuple(self.clip.std)
+
+    @property
+    def patch_size(self) -> int:
+        """Input sides must divide by this."""
+        return self.clip.patch_size
+
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """[B, T, D] patch embeddings in the space where class-name texts live (each objective defines it)."""
         raise TypeError(f"{type(self).__name__} does not define dense_embeddings")
@@ -101,16 +115,23 @@ class ZeroShotObjective(L.LightningModule):
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
+    def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
+        """(named parameters, lr multiplier) per group: one group at the base rate unless an objective splits."""
+        return [(self.trainable_parameters(), 1.0)]
+
     def configure_optimizers(self):
         o = self.cfg.optim
-        named = self.trainable_parameters()
-        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
-        no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = []
+        for named, mult in self.lr_groups():
+            decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+            no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
+            groups += [{"params": decay, "weight_decay": o.weight_decay, "lr": o.lr * mult},
+                       {"params": no_decay, "weight_decay": 0.0, "lr": o.lr * mult}]
+        groups = [g for g in groups if g["params"]]
         if o.name == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         else:
-            optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
+            optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(o.warmup_steps, total)
 
@@ -119,8 +140,10 @@ class ZeroShotObjective(L.LightningModule):
                 return (step + 1) / warmup
             if o.schedule == "constant":
                 return 1.0
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if o.schedule == "poly":
+                return (1.0 - progress) ** o.poly_power
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -47,7 +47,7 @@ def test_training_free_variants_evaluate_with_the_slide_protocol(eval_args, tmp_
     assert main(["eval", "demo_clip", *eval_args, f"model.clip.last_block={variant}", "mode=slide", "crop=32",
                  "stride=16", "templates=imagenet80", "flip=true", "pictures=0", "max_images=2"]) == 0
     r = json.loads((eval_dir(tmp_path, "demo_clip") / "results.json").read_text())["synthetic"]
-    assert r["images"] == 2 and r["settings"]["model"] == f"lseg-tiny-vit ({variant})"
+    assert r["images"] == 2 and r["settings"]["model"] == f"clip: lseg-tiny-vit ({variant})"
 
 
 def test_eval_names_a_missing_benchmark(eval_args, tmp_path, capsys):
@@ -64,3 +64,30 @@ def test_eval_logs_its_table_to_an_offline_wandb_run_without_the_key(eval_args, 
     for f in eval_dir(tmp_path, "demo_clip").rglob("*"):
         if f.is_file():
             assert b"x" * 40 not in f.read_bytes(), f
+
+
+def test_an_older_results_file_is_kept_aside_not_crashed_on(eval_args, tmp_path):
+    from lseg_pacl.evaluation.report import write_reports
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"synthetic": {"mIoU": 0.1, "images": 3}}))  # an old format
+    new = {"synthetic": {"mIoU": 0.2, "aAcc": 0.5, "per_class": {"sky": 0.2}, "images": 4, "skipped": 0,
+                         "settings": {"mode": "whole", "short_side": 64, "crop": 224, "stride": 112,
+                                      "scales": [1.0], "flip": False, "model": "clip: x", "templates": "raw"}}}
+    merged = write_reports(out, new, "t")
+    assert merged == new and json.loads((out / "results.old-1.json").read_text())["synthetic"]["images"] == 3
+    assert "| synthetic | 20.00 |" in (out / "results.md").read_text()
+
+
+def test_synonym_files_are_given_in_short_form(eval_args, tmp_path):
+    from data_modules.synthetic import CLASS_NAMES
+
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps([[n, f"the {n}"] for n in CLASS_NAMES]))
+    assert main(["eval", "demo_clip", *eval_args, f"class_names.synthetic={names}", "max_images=2",
+                 "pictures=0"]) == 0
+    assert json.loads((eval_dir(tmp_path, "demo_clip") / "results.json").read_text())["synthetic"]["images"] == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(["sky"]))
+    assert main(["eval", "demo_clip", *eval_args, f"class_names.synthetic={bad}"]) == 2

@@ -56,8 +56,19 @@ def test_missing_and_bad_predictions_are_reported(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     reasons = sorted(p["reason"] for p in result["problems"])
     assert reasons == ["missing_prediction", "prediction_size_mismatch"]
-    assert result["images"] == 2 and result["skipped"] == 1
-    first, last = data.load(0).mask, data.load(2).mask  # image 0 perfect, image 2 no prediction at all
-    expected = np.mean([(first == k).sum() / ((first == k).sum() + (last == k).sum()) for k in (0, 1)])
+    assert result["images"] == 3 and result["skipped"] == 0
+    masks = [data.load(i).mask for i in range(3)]  # image 0 perfect; images 1 and 2 count as no prediction
+    expected = np.mean([(masks[0] == k).sum() / sum((m == k).sum() for m in masks) for k in (0, 1)])
     assert result["mIoU"] == pytest.approx(expected)
     assert main(["score", "dataset=ade20k", f"root={tmp_path}", f"pred_dir={tmp_path / 'nope'}"]) == 3
+
+
+def test_bad_predictions_count_as_no_prediction_never_as_skips(tmp_path):
+    make_ade(tmp_path, n=2, ids=[1, 2])
+    data = SegmentationSet("ade20k", tmp_path, None, transform=None)
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for pair in data.pairs:
+        Image.fromarray(np.full((5, 5), 1, np.uint8), mode="L").save(pred_dir / f"{pair.image.stem}.png")
+    result = score_folder("ade20k", tmp_path, pred_dir)
+    assert result["images"] == 2 and result["mIoU"] == 0.0 and len(result["problems"]) == 2

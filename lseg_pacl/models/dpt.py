@@ -1,0 +1,365 @@
+"""LSeg's image encoder: a DPT (dense prediction transformer) on an ImageNet timm ViT, giving one embedding per
+pixel at half the input resolution.
+
+Why a DPT and not CLIP's image tower: LSeg trains this encoder so that its per-pixel embeddings match CLIP's
+frozen text embeddings; the paper's backbone is timm's ImageNet ViT-L/16 (384), read at four depths and fused
+coarse to fine (method notes §1). We run timm's blocks ourselves so that the positional embeddings are resized
+bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides divide by the
+patch size works, square or not.
+
+Layout (strides relative to the input): hooked block outputs -> readout (CLS handling) -> token map at
+1/patch -> reassemble to 1/4, 1/8, 1/16, 1/32 -> 3x3 conv to ``features`` -> four fusion blocks, coarse to fine,
+ending at 1/2 -> 1x1 head to ``out_dim``.
+
+Deviations from the DPT/LSeg code, on purpose: the coarsest fusion block has no lateral residual unit (it has no
+lateral input, so that unit would be an unused parameter set that breaks DDP without find_unused_parameters);
+the ViT's final LayerNorm is dropped (no hook reads it); each fusion block upsamples to the size of the next
+finer level rather than by exactly x2, which is the same operation when sides divide by 32 and keeps shapes
+consistent when they do not; a 1/32 level that needs a x4 reduction (patch 8) uses two 3x3 stride-2 convs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.models.hub import cached_hf_file, hf_cache_dir, hf_endpoint, require_reachable, split_repo
+
+CONFIG_KEY = "model.lseg.backbone_pretrained"
+STRIDES = (4, 8, 16, 32)  # the four reassembled levels, relative to the input image
+
+BACKBONES: dict[str, dict] = {
+    # LSeg's main model: hooks after blocks 5, 11, 17, 23
+    "vit_large_patch16_384": {"hooks": (5, 11, 17, 23), "channels": (256, 512, 1024, 1024)},
+    "vit_base_patch16_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768)},
+    # LSeg's ablation model ("ViT-B/32")
+    "vit_base_patch32_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768)},
+    # a tiny random ViT that builds offline, for tests and the CPU demo (no pretrained weights exist)
+    "vit_tiny_lseg": {
+        "hooks": (0, 1, 2, 3),
+        "channels": (24, 48, 96, 96),
+        "vit_kwargs": {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
+    },
+}
+
+WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
+_DEFAULT_TAGS = {"imagenet", "timm", "default", "true", "1", "yes"}
+_NO_WEIGHTS = {"", "none", "null", "false", "0", "no", "random"}
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
+
+# ------------------------------------------------------------------------------------------------ the ViT
+
+
+def _spec(name: str) -> dict:
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown DPT backbone '{name}' (model.lseg.backbone); known: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def _is_file_like(value: str) -> bool:
+    return (os.sep in value or "/" in value or value.startswith((".", "~"))
+            or Path(value).suffix in WEIGHT_SUFFIXES or Path(value).expanduser().is_file())
+
+
+def _hub_source(name: str, tag: str | None) -> tuple[str, tuple[str, ...], str]:
+    """(hub repo, candidate file names, full tag) of timm's weights for ``name`` (``tag`` None: timm's default)."""
+    if "vit_kwargs" in BACKBONES[name]:
+        raise ConfigError(f"{name} is built here and has no pretrained weights ({CONFIG_KEY} must be null or a file)")
+    full = name if tag is None else f"{name}.{tag}"
+    cfg = timm.models.get_pretrained_cfg(full) if tag is None or full in timm.list_pretrained(full) else None
+    if cfg is None:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
+        raise ConfigError(
+            f"'{tag}' is neither a file nor a timm pretrained tag of {name} ({CONFIG_KEY}); use 'imagenet' "
+            f"(timm's default) or one of: {', '.join(tags) or 'none'}"
+        )
+    if not cfg.hf_hub_id:
+        raise ConfigError(f"timm publishes no hub weights for {full}; pass a local file as {CONFIG_KEY}")
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_FILES
+    return cfg.hf_hub_id, files, f"{name}.{cfg.tag}" if cfg.tag else name
+
+
+def _fetch_hub_file(name: str, tag: str | None) -> str:
+    """The local path of timm's weights file for ``name``: from the cache, else downloaded, else a fast error."""
+    repo, files, full = _hub_source(name, tag)
+    found = cached_hf_file(repo, files)
+    if found:
+        return found
+    repo_id, revision = split_repo(repo)
+    require_reachable(hf_endpoint(), what=f"ImageNet ViT weights {full}", filename=files[0],
+                      where=f"{hf_endpoint()}/{repo_id}", config_key=CONFIG_KEY)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for i, file in enumerate(files):
+        try:
+            return hf_hub_download(repo_id, file, revision=revision, cache_dir=hf_cache_dir())
+        except EntryNotFoundError:
+            if i == len(files) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_state(file: Path) -> dict[str, torch.Tensor]:
+    """A tensors-only state dict from a file (no pickled code runs), unwrapped from "state_dict"/"model"."""
+    if not file.is_file():
+        raise MissingInputError(f"ViT weights file {file} does not exist ({CONFIG_KEY})")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(file), device="cpu")
+        else:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MissingInputError(
+            f"{file} cannot be read as a tensors-only state dict ({type(exc).__name__}; {CONFIG_KEY})"
+        ) from None
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MissingInputError(f"{file} holds no state dict of tensors ({CONFIG_KEY})")
+    return obj
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of a ViT stored inside a larger model (``net.vit.cls_token``...) reduced to the ViT's own."""
+    anchor = next((k for k in state if k == "cls_token" or k.endswith(".cls_token")), None)
+    if not anchor or anchor == "cls_token":
+        return state
+    prefix = anchor[: -len("cls_token")]
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _load_strict(vit: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    # the ViT has no classifier: an ImageNet head in the file is not ours to load
+    state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
+    try:
+        vit.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines()[1:4]]
+        raise ConfigError(f"{source} does not fit model.lseg.backbone ({CONFIG_KEY}): {' '.join(lines)}") from None
+
+
+def _weights_source(name: str, pretrained: str | bool | None) -> tuple[str, str | None]:
+    """("none" | "file" | "hub", file path or hub tag), decided before the (possibly large) ViT is built."""
+    if pretrained is None or pretrained is False:
+        return "none", None
+    if pretrained is True:
+        return "hub", None
+    value = str(pretrained).strip()
+    if value.lower() in _NO_WEIGHTS:
+        return "none", None
+    if _is_file_like(value):
+        return "file", value
+    if value.lower() in _DEFAULT_TAGS:
+        return "hub", None
+    return "hub", value
+
+
+def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransformer:
+    """A timm ViT without classifier that accepts any input size divisible by its patch size.
+
+    ``pretrained``: None (random init); "imagenet" (or True, "timm", "default") for timm's default weights of
+    ``name``, or an explicit timm tag such as "augreg_in21k_ft_in1k", read from the Hugging Face cache or
+    downloaded (fails fast without a network); or a local .pth/.pt/.bin/.safetensors state dict, possibly nested
+    under "state_dict"/"model" or prefixed (``...vit.cls_token``), loaded strictly (an ImageNet head is dropped).
+    """
+    spec = _spec(name)
+    kind, value = _weights_source(name, pretrained)
+    # weights are found and read before the (possibly large) ViT is built: a bad source fails at once
+    state, source = None, ""
+    if kind == "hub":
+        source = _fetch_hub_file(name, value)
+        state = _read_state(Path(source))
+    elif kind == "file":
+        source = str(Path(str(value)).expanduser())
+        state = _strip_prefix(_read_state(Path(source)))
+    if "vit_kwargs" in spec:
+        vit = VisionTransformer(**spec["vit_kwargs"], num_classes=0, dynamic_img_size=True)
+    else:
+        vit = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
+    if not isinstance(vit, VisionTransformer) or vit.cls_token is None or vit.no_embed_class or vit.reg_token is not None:
+        raise ConfigError(f"{name} is not a plain ViT with a class token and no register tokens")
+    if kind == "hub" and state is not None:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        state = checkpoint_filter_fn(state, vit)  # what timm itself applies to its hub weights
+    if state is not None:
+        _load_strict(vit, state, source)
+    return vit
+
+
+def resize_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """[1, 1 + gh*gw, C] positional embeddings (CLS first) bilinearly resized to another token grid."""
+    cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
+    patch_pos = patch_pos.reshape(1, old_grid[0], old_grid[1], -1).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos, size=new_grid, mode="bilinear", align_corners=False)
+    return torch.cat([cls_pos, patch_pos.flatten(2).transpose(1, 2)], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------ the decoder
+
+
+class Readout(nn.Module):
+    """Patch tokens from [B, 1 + T, C] block outputs: "ignore" drops CLS, "add" adds it, "project" concatenates
+    it to every patch token then Linear(2C -> C) + GELU."""
+
+    def __init__(self, width: int, mode: str) -> None:
+        super().__init__()
+        if mode not in ("ignore", "add", "project"):
+            raise ConfigError(f"unknown DPT readout '{mode}'; use project, add or ignore")
+        self.mode = mode
+        self.project = nn.Sequential(nn.Linear(2 * width, width), nn.GELU()) if mode == "project" else None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        cls, patches = tokens[:, :1], tokens[:, 1:]
+        if self.mode == "ignore":
+            return patches
+        if self.mode == "add":
+            return patches + cls
+        assert self.project is not None
+        return self.project(torch.cat([patches, cls.expand_as(patches)], dim=-1))
+
+
+def _resample(channels: int, patch: int, stride: int) -> nn.Module:
+    """From the token grid (1/patch) to 1/stride: transposed conv up, identity, or 3x3 stride-2 convs down."""
+    if patch > stride:
+        factor = patch // stride
+        if factor * stride != patch:
+            raise ValueError(f"patch {patch} is not a multiple of stride {stride}")
+        return nn.ConvTranspose2d(channels, channels, kernel_size=factor, stride=factor)
+    if patch == stride:
+        return nn.Identity()
+    steps = math.log2(stride / patch)
+    if steps != int(steps):
+        raise ValueError(f"stride {stride} is not patch {patch} times a power of two")
+    return nn.Sequential(*(nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(int(steps))))
+
+
+class ResidualConvUnit(nn.Module):
+    """x + BN(conv(ReLU(BN(conv(ReLU(x)))))), 3x3 convs (DPT's unit with batch norm)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(features)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(self.conv1(F.relu(x)))
+        out = self.bn2(self.conv2(F.relu(out)))
+        return x + out
+
+
+class FusionBlock(nn.Module):
+    """(coarser path [+ RCU(lateral)]) -> RCU -> bilinear upsampling (align_corners=True) -> 1x1 conv."""
+
+    def __init__(self, features: int, lateral: bool = True) -> None:
+        super().__init__()
+        self.lateral = ResidualConvUnit(features) if lateral else None
+        self.refine = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, 1)
+
+    def forward(self, path: torch.Tensor, lateral: torch.Tensor | None = None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        if lateral is not None:
+            assert self.lateral is not None, "this fusion block takes no lateral input"
+            path = path + self.lateral(lateral)
+        path = self.refine(path)
+        size = size or (2 * path.shape[-2], 2 * path.shape[-1])
+        path = F.interpolate(path, size=size, mode="bilinear", align_corners=True)
+        return self.out_conv(path)
+
+
+class DPT(nn.Module):
+    """Images [B, 3, H, W] (sides divisible by the patch size) -> pixel embeddings [B, out_dim, H/2, W/2]."""
+
+    def __init__(self, backbone: str, pretrained: str | None = None, features: int = 256, out_dim: int = 512,
+                 readout: str = "project") -> None:
+        super().__init__()
+        spec = _spec(backbone)
+        self.backbone_name = backbone
+        self.hooks: tuple[int, ...] = tuple(spec["hooks"])
+        self.vit = create_vit(backbone, pretrained)
+        self.vit.norm = nn.Identity()  # no hook reads the final norm; an unused parameter would upset DDP
+        del self.vit.blocks[max(self.hooks) + 1:]  # blocks after the last hook (none for BACKBONES)
+        self.patch_size = int(self.vit.patch_embed.patch_size[0])
+        self.grad_checkpointing = False
+        width = int(self.vit.embed_dim)
+        channels = tuple(spec["channels"])
+        self.readout = nn.ModuleList(Readout(width, readout) for _ in self.hooks)
+        self.reassemble = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, ch, 1), _resample(ch, self.patch_size, stride))
+            for ch, stride in zip(channels, STRIDES, strict=True)
+        )
+        self.layer_rn = nn.ModuleList(nn.Conv2d(ch, features, 3, padding=1, bias=False) for ch in channels)
+        # fusion[0] is the finest (1/4 -> 1/2); fusion[3] the coarsest, which has no lateral input
+        self.fusion = nn.ModuleList(FusionBlock(features, lateral=i < 3) for i in range(4))
+        self.head = nn.Conv2d(features, out_dim, 1)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each ViT block in the backward pass (less memory for ViT-L at 480)."""
+        self.grad_checkpointing = enable
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        return self.vit.parameters()
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything but the ViT: readouts, reassembly, fusion and head (LSeg trains these at 10x the lr)."""
+        return (p for name, p in self.named_parameters() if not name.startswith("vit."))
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"image sides {height}x{width} must divide by the patch size {self.patch_size}")
+        return height // self.patch_size, width // self.patch_size
+
+    def pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
+        old = tuple(int(g) for g in self.vit.patch_embed.grid_size)
+        return resize_pos_embed(self.vit.pos_embed, (old[0], old[1]), grid)
+
+    def hooked_tokens(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the hooked blocks, each [B, 1 + T, C] with CLS first."""
+        grid = self.grid(images.shape[-2], images.shape[-1])
+        vit = self.vit
+        x = vit.patch_embed(images)  # [B, gh, gw, C] (dynamic_img_size)
+        x = x.reshape(x.shape[0], -1, x.shape[-1])
+        x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        x = vit.norm_pre(vit.pos_drop(x + self.pos_embed(grid).to(x.dtype)))
+        outputs = []
+        for i, block in enumerate(vit.blocks):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+            if i in self.hooks:
+                outputs.append(x)
+        return outputs
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.shape[0]
+        grid = self.grid(images.shape[-2], images.shape[-1])
+        levels = []
+        for tokens, readout, reassemble, layer_rn in zip(self.hooked_tokens(images), self.readout,
+                                                         self.reassemble, self.layer_rn, strict=True):
+            x = readout(tokens).transpose(1, 2).reshape(batch, -1, grid[0], grid[1])
+            levels.append(layer_rn(reassemble(x)))
+        path = self.fusion[3](levels[3], size=levels[2].shape[-2:])
+        path = self.fusion[2](path, levels[2], size=levels[1].shape[-2:])
+        path = self.fusion[1](path, levels[1], size=levels[0].shape[-2:])
+        path = self.fusion[0](path, levels[0])  # 1/4 -> 1/2
+        return self.head(path)
