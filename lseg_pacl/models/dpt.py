@@ -1,21 +1,22 @@
-"""LSeg's image encoder: a DPT (dense prediction transformer) on an ImageNet timm ViT, giving one embedding per
-pixel at half the input resolution.
+"""LSeg's image encoder: a DPT (dense prediction transformer) on an ImageNet timm ViT, giving one embedding
+per pixel at half the input resolution.
 
 Why a DPT and not CLIP's image tower: LSeg trains this encoder so that its per-pixel embeddings match CLIP's
 frozen text embeddings; the paper's backbone is timm's ImageNet ViT-L/16 (384), read at four depths and fused
 coarse to fine (method notes §1). We run timm's blocks ourselves so that the positional embeddings are resized
-bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides divide by the
-patch size works, square or not.
+bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides divide by
+the patch size works, square or not.
 
 Layout (strides relative to the input): hooked block outputs -> readout (CLS handling) -> token map at
-1/patch -> reassemble to 1/4, 1/8, 1/16, 1/32 -> 3x3 conv to ``features`` -> four fusion blocks, coarse to fine,
-ending at 1/2 -> 1x1 head to ``out_dim``.
+1/patch -> reassemble to 1/4, 1/8, 1/16, 1/32 -> 3x3 conv to ``features`` -> four fusion blocks, coarse to
+fine, ending at 1/2 -> 1x1 head to ``out_dim``.
 
-Deviations from the DPT/LSeg code, on purpose: the coarsest fusion block has no lateral residual unit (it has no
-lateral input, so that unit would be an unused parameter set that breaks DDP without find_unused_parameters);
-the ViT's final LayerNorm is dropped (no hook reads it); each fusion block upsamples to the size of the next
-finer level rather than by exactly x2, which is the same operation when sides divide by 32 and keeps shapes
-consistent when they do not; a 1/32 level that needs a x4 reduction (patch 8) uses two 3x3 stride-2 convs.
+Deviations from the DPT/LSeg code, on purpose: the coarsest fusion block has no lateral residual unit (it has
+no lateral input, so that unit would be an unused parameter set that breaks DDP without
+find_unused_parameters); the ViT's final LayerNorm is dropped (no hook reads it); each fusion block upsamples
+to the size of the next finer level rather than by exactly x2, which is the same operation when sides divide
+by 32 and keeps shapes consistent when they do not; a 1/32 level that needs a x4 reduction (patch 8) uses two
+3x3 stride-2 convs.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ _HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, 
 
 def _spec(name: str) -> dict:
     if name not in BACKBONES:
-        raise ConfigError(f"unknown DPT backbone '{name}' (model.lseg.backbone); known: {', '.join(BACKBONES)}")
+        known = ", ".join(BACKBONES)
+        raise ConfigError(f"unknown DPT backbone '{name}' (model.lseg.backbone); known: {known}")
     return BACKBONES[name]
 
 
@@ -72,9 +74,9 @@ def _is_file_like(value: str) -> bool:
 
 
 def _hub_source(name: str, tag: str | None) -> tuple[str, tuple[str, ...], str]:
-    """(hub repo, candidate file names, full tag) of timm's weights for ``name`` (``tag`` None: timm's default)."""
+    """(hub repo, candidate file names, full tag) of timm's weights for ``name``; tag None: timm's default."""
     if "vit_kwargs" in BACKBONES[name]:
-        raise ConfigError(f"{name} is built here and has no pretrained weights ({CONFIG_KEY} must be null or a file)")
+        raise ConfigError(f"{name} is built here and has no pretrained weights ({CONFIG_KEY}: null or file)")
     full = name if tag is None else f"{name}.{tag}"
     cfg = timm.models.get_pretrained_cfg(full) if tag is None or full in timm.list_pretrained(full) else None
     if cfg is None:
@@ -90,7 +92,7 @@ def _hub_source(name: str, tag: str | None) -> tuple[str, tuple[str, ...], str]:
 
 
 def _fetch_hub_file(name: str, tag: str | None) -> str:
-    """The local path of timm's weights file for ``name``: from the cache, else downloaded, else a fast error."""
+    """The local path of timm's weights for ``name``: from the cache, else downloaded, else a fast error."""
     repo, files, full = _hub_source(name, tag)
     found = cached_hf_file(repo, files)
     if found:
@@ -101,13 +103,12 @@ def _fetch_hub_file(name: str, tag: str | None) -> str:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
-    for i, file in enumerate(files):
+    for file in files[:-1]:
         try:
             return hf_hub_download(repo_id, file, revision=revision, cache_dir=hf_cache_dir())
         except EntryNotFoundError:
-            if i == len(files) - 1:
-                raise
-    raise AssertionError("unreachable")
+            continue  # an older repository without safetensors: take the next name
+    return hf_hub_download(repo_id, files[-1], revision=revision, cache_dir=hf_cache_dir())
 
 
 def _read_state(file: Path) -> dict[str, torch.Tensor]:
@@ -151,10 +152,11 @@ def _load_strict(vit: nn.Module, state: dict[str, torch.Tensor], source: str) ->
         vit.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines()[1:4]]
-        raise ConfigError(f"{source} does not fit model.lseg.backbone ({CONFIG_KEY}): {' '.join(lines)}") from None
+        detail = " ".join(lines)
+        raise ConfigError(f"{source} does not fit model.lseg.backbone ({CONFIG_KEY}): {detail}") from None
 
 
-def _weights_source(name: str, pretrained: str | bool | None) -> tuple[str, str | None]:
+def _weights_source(pretrained: str | bool | None) -> tuple[str, str | None]:
     """("none" | "file" | "hub", file path or hub tag), decided before the (possibly large) ViT is built."""
     if pretrained is None or pretrained is False:
         return "none", None
@@ -175,11 +177,12 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
 
     ``pretrained``: None (random init); "imagenet" (or True, "timm", "default") for timm's default weights of
     ``name``, or an explicit timm tag such as "augreg_in21k_ft_in1k", read from the Hugging Face cache or
-    downloaded (fails fast without a network); or a local .pth/.pt/.bin/.safetensors state dict, possibly nested
-    under "state_dict"/"model" or prefixed (``...vit.cls_token``), loaded strictly (an ImageNet head is dropped).
+    downloaded (fails fast without a network); or a local .pth/.pt/.bin/.safetensors state dict, possibly
+    nested under "state_dict"/"model" or prefixed (``...vit.cls_token``), loaded strictly (an ImageNet head
+    is dropped).
     """
     spec = _spec(name)
-    kind, value = _weights_source(name, pretrained)
+    kind, value = _weights_source(pretrained)
     # weights are found and read before the (possibly large) ViT is built: a bad source fails at once
     state, source = None, ""
     if kind == "hub":
@@ -192,7 +195,8 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
         vit = VisionTransformer(**spec["vit_kwargs"], num_classes=0, dynamic_img_size=True)
     else:
         vit = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
-    if not isinstance(vit, VisionTransformer) or vit.cls_token is None or vit.no_embed_class or vit.reg_token is not None:
+    plain = isinstance(vit, VisionTransformer) and vit.cls_token is not None and vit.reg_token is None
+    if not plain or vit.no_embed_class:
         raise ConfigError(f"{name} is not a plain ViT with a class token and no register tokens")
     if kind == "hub" and state is not None:
         from timm.models.vision_transformer import checkpoint_filter_fn
@@ -215,8 +219,8 @@ def resize_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tup
 
 
 class Readout(nn.Module):
-    """Patch tokens from [B, 1 + T, C] block outputs: "ignore" drops CLS, "add" adds it, "project" concatenates
-    it to every patch token then Linear(2C -> C) + GELU."""
+    """Patch tokens from [B, 1 + T, C] block outputs: "ignore" drops CLS, "add" adds it, "project"
+    concatenates it to every patch token then Linear(2C -> C) + GELU."""
 
     def __init__(self, width: int, mode: str) -> None:
         super().__init__()
@@ -247,7 +251,8 @@ def _resample(channels: int, patch: int, stride: int) -> nn.Module:
     steps = math.log2(stride / patch)
     if steps != int(steps):
         raise ValueError(f"stride {stride} is not patch {patch} times a power of two")
-    return nn.Sequential(*(nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(int(steps))))
+    convs = [nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(int(steps))]
+    return convs[0] if len(convs) == 1 else nn.Sequential(*convs)
 
 
 class ResidualConvUnit(nn.Module):

@@ -1,10 +1,10 @@
 """Weights from a model hub, offline-first: the local cache, then the network, else a fast, actionable error.
 
 CLIP (clip.py) and the DPT's ImageNet ViT (dpt.py) both fetch weights through the Hugging Face hub or a plain
-URL. Left alone, open_clip and timm retry an unreachable host for about a minute and then fail with a network
-traceback. Here the cache is read first, the host is probed once (a few seconds at most, and not at all when
-``HF_HUB_OFFLINE`` is set), and without a network the error names the file, where to get it, and the config key
-that takes a local copy instead.
+URL. Left alone, open_clip and timm retry an unreachable host for about a minute and then fail with a
+network traceback. Here the cache is read first, the host is probed once (a few seconds at most, and not at
+all when ``HF_HUB_OFFLINE`` is set), and without a network the error names the file, where to get it, and the
+config key that takes a local copy instead.
 
 Cache locations follow the environment at call time (``HF_HUB_CACHE``, ``HF_HOME``), not at import time as
 ``huggingface_hub.constants`` does, so a process (or a test) that changes them later is honoured.
@@ -121,7 +121,10 @@ def download_clip_weights(name: str, tag: str, cfg: dict) -> str:
     hub = cfg.get("hf_hub", "")
     where = f"{hf_endpoint()}/{os.path.split(hub)[0]}" if hub else cfg.get("url", "")
     probe = hf_endpoint() if hub else cfg.get("url", "")
-    filename = (os.path.split(hub)[1] or open_clip.constants.HF_WEIGHTS_NAME) if hub else os.path.basename(where)
+    if hub:
+        filename = os.path.split(hub)[1] or open_clip.constants.HF_WEIGHTS_NAME
+    else:
+        filename = os.path.basename(where)
     require_reachable(probe, what=f"CLIP weights {name}/{tag}", filename=filename, where=where,
                       config_key="model.clip.pretrained")
     return open_clip.download_pretrained(cfg)

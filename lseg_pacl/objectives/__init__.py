@@ -9,9 +9,10 @@ import torch
 from lseg_pacl.errors import MissingInputError
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
+from lseg_pacl.objectives.lseg import LSeg
 from lseg_pacl.objectives.pacl import Pacl
 
-OBJECTIVES: dict[str, type[ZeroShotObjective]] = {"clip": ClipContrastive, "pacl": Pacl}
+OBJECTIVES: dict[str, type[ZeroShotObjective]] = {"clip": ClipContrastive, "pacl": Pacl, "lseg": LSeg}
 
 
 def build_objective(config: dict) -> ZeroShotObjective:

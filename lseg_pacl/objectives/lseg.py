@@ -1,0 +1,82 @@
+"""LSeg training: pixel-wise cross-entropy (ignore 255) of the label logits on a segmentation dataset's masks,
+with a frozen CLIP text encoder (method notes, section 1). The decoder and head learn at ``head_lr_mult`` times
+the backbone's rate (SGD, poly decay per step in the experiments). Zero-shot on other label sets works through
+the shared evaluation: any list of names is embedded and scored.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_modules.bad_samples import batch_size_of
+from lseg_pacl.models.lseg import LSegNet
+from lseg_pacl.objectives.base import IGNORE_INDEX, ZeroShotObjective
+from lseg_pacl.prompts import templates
+
+
+class LSeg(ZeroShotObjective):
+    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
+        super().__init__(config, load_pretrained)
+        self.clip.requires_grad_(False)  # the text encoder is frozen (the image tower is unused)
+        self.clip.eval()
+        c = self.cfg.model.lseg
+        self.net = LSegNet(c.backbone, c.backbone_pretrained if load_pretrained else None, self.clip.embed_dim,
+                           c.features, c.spatial_reg, c.block_depth, c.activation, c.logit_scale,
+                           c.learn_logit_scale)
+        self.train_templates = templates(c.templates)
+        self.train_class_names: tuple[str, ...] = ()
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and dm is not None:
+            self.train_class_names = tuple(dm.train_class_names)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.clip.eval()  # frozen: no dropout or batch-statistics changes in the text encoder
+        return self
+
+    # ---- what the shared evaluation uses
+    @property
+    def input_mean(self) -> tuple[float, ...]:
+        return tuple(self.cfg.model.lseg.input_mean)
+
+    @property
+    def input_std(self) -> tuple[float, ...]:
+        return tuple(self.cfg.model.lseg.input_std)
+
+    @property
+    def patch_size(self) -> int:
+        return self.net.patch_size
+
+    def dense_grid(self, height: int, width: int) -> tuple[int, int]:
+        return height // 2, width // 2
+
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """The per-pixel embeddings [B, (H/2)(W/2), D] (unit vectors), row-major."""
+        return self.net.pixel_embeddings(images).flatten(2).transpose(1, 2)
+
+    def logits(self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self.net(images, class_embeddings, size)
+
+    # ---- training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
+            return self.empty_batch_loss()
+        images, masks = batch["image"], batch["mask"]
+        labels = self.clip.class_embeddings(self.train_class_names, self.train_templates).to(images.device)
+        logits = self.logits(images, labels, tuple(masks.shape[-2:]))
+        loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
+        self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
+        self.log("train/logit_scale", self.net.log_scale.exp(), batch_size=images.shape[0])
+        return loss
+
+    def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
+        """The ViT at the base rate; decoder, head and scale at head_lr_mult times it."""
+        named = self.trainable_parameters()
+        backbone = [(n, p) for n, p in named if n.startswith("net.dpt.vit.")]
+        rest = [(n, p) for n, p in named if not n.startswith("net.dpt.vit.")]
+        return [(backbone, 1.0), (rest, self.cfg.model.lseg.head_lr_mult)]
