@@ -175,6 +175,7 @@ class EvalConfig:
     class_names: dict[str, str] = field(default_factory=dict)  # benchmark -> synonym file (evaluation/labels.py)
     mode: str = "whole"  # whole | slide
     short_side: int | None = None  # resize the short side to this (None: data.val.image_size)
+    resize: str = "short"  # short | long: which side short_side sets (LSeg's protocol: long side 520 x scale)
     crop: int = 224  # slide window
     stride: int = 112
     scales: list[float] = field(default_factory=lambda: [1.0])
@@ -263,6 +264,7 @@ CHOICES = {
     "data.train.format": ("coco", "shards", "segmentation"),
     "eval.templates": ("raw", "pacl7", "imagenet80"),
     "eval.mode": ("whole", "slide"),
+    "eval.resize": ("short", "long"),
     "eval.background": ("text", "threshold", "entropy"),
     "model.clip.last_block": ("plain", "maskclip", "sclip", "clearclip", "naclip"),
     "logger.wandb.mode": ("offline", "online", "disabled"),

@@ -73,8 +73,8 @@ def label_set(cfg, name: str, class_names: tuple[str, ...]) -> LabelSet:
 
 def protocol(cfg, patch: int) -> Protocol:
     e = cfg.eval
-    return Protocol(mode=e.mode, short_side=e.short_side or cfg.data.val.image_size, crop=e.crop, stride=e.stride,
-                    scales=tuple(e.scales), flip=e.flip, patch=patch)
+    return Protocol(mode=e.mode, short_side=e.short_side or cfg.data.val.image_size, resize=e.resize, crop=e.crop,
+                    stride=e.stride, scales=tuple(e.scales), flip=e.flip, patch=patch)
 
 
 def settings(cfg, module, split: str) -> dict:
@@ -84,6 +84,7 @@ def settings(cfg, module, split: str) -> dict:
     model = f"{m.objective}: {m.clip.name}" + (f" ({variant})" if variant != "plain" else "")
     return {"ckpt": e.ckpt, "model": model, "split": split,
             "templates": e.templates, "mode": e.mode, "short_side": e.short_side or cfg.data.val.image_size,
+            "resize": e.resize,
             "crop": e.crop, "stride": e.stride, "scales": list(e.scales), "flip": e.flip,
             "background": e.background, "bg_threshold": e.bg_threshold, "bg_entropy": e.bg_entropy,
             "logit_scale": e.logit_scale}

@@ -19,7 +19,8 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Protocol:
     mode: str = "whole"  # whole | slide
-    short_side: int | None = None  # resize so that the short side is this (times each scale); None: as is
+    short_side: int | None = None  # resize so that this side is this long (times each scale); None: as is
+    resize: str = "short"  # which side short_side sets: short (SCLIP-style) | long (LSeg's 520 x scale)
     crop: int = 224  # slide: window side
     stride: int = 112  # slide: step between windows
     scales: Sequence[float] = (1.0,)
@@ -27,9 +28,10 @@ class Protocol:
     patch: int = 16  # the model's patch size: inputs are padded to a multiple of it
 
 
-def resize_short_side(image: torch.Tensor, side: int) -> torch.Tensor:
+def resize_short_side(image: torch.Tensor, side: int, which: str = "short") -> torch.Tensor:
+    """Resize keeping the aspect ratio so that the short (or long) side is ``side``."""
     h, w = image.shape[-2:]
-    scale = side / min(h, w)
+    scale = side / (min(h, w) if which == "short" else max(h, w))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     return image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
 
@@ -78,8 +80,8 @@ def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol) -> torch.Tensor
     total = None
     views = 0
     for scale in protocol.scales:
-        side = round((protocol.short_side or min(size)) * scale)
-        scaled = resize_short_side(image, side)
+        base = protocol.short_side or (min(size) if protocol.resize == "short" else max(size))
+        scaled = resize_short_side(image, round(base * scale), protocol.resize)
         for flipped in (False, True) if protocol.flip else (False,):
             x = scaled.flip(-1) if flipped else scaled
             if protocol.mode == "slide":

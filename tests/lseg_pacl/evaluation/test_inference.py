@@ -75,3 +75,14 @@ def test_inputs_are_padded_to_the_patch_size_and_cut_back():
     assert shapes == [(32, 48)] and out.shape == (1, 5, 30, 35)
     with pytest.raises(ValueError, match="stride"):
         slide(fn, torch.randn(1, 3, 30, 35), crop=16, stride=32, patch=16)
+
+
+def test_long_side_resizing_for_lseg_protocol():
+    seen = []
+
+    def fn(images):
+        seen.append(tuple(images.shape[-2:]))
+        return conv_model()(images)
+
+    infer(fn, torch.randn(1, 3, 40, 80), Protocol(mode="whole", short_side=64, resize="long", scales=(0.5,), patch=8))
+    assert seen == [(16, 32)]
