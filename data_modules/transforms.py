@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
-IGNORE_INDEX = 255
+from data_modules.benchmarks import IGNORE_INDEX
 
 
 def caption_train_transform(size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
-IGNORE_INDEX = 255
+from data_modules.benchmarks import IGNORE_INDEX
 
 
 class SegmentationScore(Metric):

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-IGNORE_INDEX = 255
+from data_modules.benchmarks import IGNORE_INDEX
+
 MIN_HEIGHT = 256  # smaller images are scaled up (nearest) to at least this height
 MAX_LEGEND = 30  # classes listed in the legend; the rest are summarised as "+N more"
 MAX_NAME = 40  # characters of a class name shown in the legend

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from data_modules.bad_samples import BadSample
+from data_modules.benchmarks import IGNORE_INDEX
 from data_modules.images import read_label_png
 from data_modules.segmentation import SegmentationSet
-from lseg_pacl.evaluation.metrics import IGNORE_INDEX, SegmentationScore, report
+from lseg_pacl.evaluation.metrics import SegmentationScore, report
 
 
 def score_folder(dataset: str, root: str | Path, pred_dir: str | Path, split: str | None = None) -> dict:

@@ -16,8 +16,6 @@ from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
 
-IGNORE_INDEX = 255
-
 
 class ZeroShotObjective(L.LightningModule):
     """Base LightningModule. ``config`` is the full experiment config as plain containers, saved as the only

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_modules.bad_samples import batch_size_of
+from data_modules.benchmarks import IGNORE_INDEX
 from lseg_pacl.models.lseg import LSegNet
-from lseg_pacl.objectives.base import IGNORE_INDEX, ZeroShotObjective
+from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.prompts import templates
 
 
