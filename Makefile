@@ -11,7 +11,7 @@ CKPT ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-fast bench lint synth clean
+.PHONY: help install train eval predict docs-example test test-fast bench lint synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,23 @@ train: $(STAMP) ## train an experiment: make train EXP=pacl_vitb16 ARGS="optim.l
 
 eval: $(STAMP) ## zero-shot evaluation: make eval EXP=demo_pacl CKPT=runs/.../last.ckpt ARGS="..."
 	$(PY) -m lseg_pacl eval $(EXP) $(if $(CKPT),ckpt=$(CKPT)) $(ARGS)
+
+DEMO_CKPT = $(lastword $(sort $(wildcard runs/demo/*/demo_pacl/checkpoints/last.ckpt)))
+DEMO_LABELS = sky, wall, grass, water, sand, ball, box, tree, house, sun
+IMAGE ?=
+LABELS ?=
+
+predict: $(STAMP) ## segment images: make predict CKPT=... IMAGE=... LABELS="cat, dog" (none: the demo PACL model on 4 synthetic images)
+ifeq ($(strip $(CKPT)$(IMAGE)$(LABELS)),)
+	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 9 minutes)"; exit 3; }
+	$(PY) -m lseg_pacl predict ckpt=$(DEMO_CKPT) image=data/synthetic/ADEChallengeData2016/images/validation labels="$(DEMO_LABELS)" limit=4 out=predictions/demo $(ARGS)
+else
+	$(PY) -m lseg_pacl predict ckpt=$(CKPT) image=$(IMAGE) labels="$(LABELS)" $(ARGS)
+endif
+
+docs-example: $(STAMP) ## regenerate docs/examples/ (README's example overlay) from the demo PACL checkpoint
+	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 9 minutes)"; exit 3; }
+	$(PY) -m lseg_pacl predict ckpt=$(DEMO_CKPT) image=data/synthetic/ADEChallengeData2016/images/validation/000000004001.jpg labels="$(DEMO_LABELS)" out=docs/examples overwrite=true
 
 test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 	$(PY) -m pytest -q $(PYTEST_ARGS)

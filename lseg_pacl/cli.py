@@ -37,15 +37,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def _eval_shortcuts(words: list[str]) -> list[str]:
+    """``ckpt=``, ``benchmarks=``, ``mode=``, ``class_names.voc21=`` ... mean ``eval.<key>``."""
     from dataclasses import fields
 
     from lseg_pacl.config import EvalConfig
+
+    short = {f.name for f in fields(EvalConfig)}
+    return [f"eval.{w}" if w.partition("=")[0].split(".")[0] in short else w for w in words]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
     from lseg_pacl.evaluate import evaluate
 
-    short = {f.name for f in fields(EvalConfig)}  # ckpt=, benchmarks=, mode=, ... mean eval.<key>
-    overrides = [f"eval.{o}" if o.partition("=")[0].split(".")[0] in short else o for o in args.overrides]
-    evaluate(args.experiment, overrides)
+    evaluate(args.experiment, _eval_shortcuts(args.overrides))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lseg_pacl.predict import predict
+
+    own = {"ckpt": str, "image": str, "labels": str, "out": str,
+           "embeddings": lambda v: v.lower() in ("1", "true", "yes"),
+           "overwrite": lambda v: v.lower() in ("1", "true", "yes"), "limit": int}
+    mine = [w for w in args.options if w.partition("=")[0] in own]
+    opts = _kv(mine, own)
+    missing = [k for k in ("ckpt", "image", "labels") if k not in opts]
+    if missing:
+        raise ConfigError(f"predict needs {', '.join(f'{k}=...' for k in missing)} "
+                          f'(e.g. ckpt=runs/.../last.ckpt image=photo.jpg labels="cat, grass, other")')
+    rest = _eval_shortcuts([w for w in args.options if w not in mine])
+    predict(opts["ckpt"], opts["image"], opts["labels"], opts.get("out", "predictions"),
+            opts.get("embeddings", False), opts.get("overwrite", False), rest, opts.get("limit"))
     return 0
 
 
@@ -157,6 +180,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=list(DATA_ACTIONS))
     d.add_argument("options", nargs="*")
     d.set_defaults(func=cmd_data)
+    pr = sub.add_parser("predict", help='segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR '
+                                        'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]')
+    pr.add_argument("options", nargs="*")
+    pr.set_defaults(func=cmd_predict)
     sc = sub.add_parser("score", help="score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
                                       "pred_dir=DIR [split=]")
     sc.add_argument("options", nargs="*")

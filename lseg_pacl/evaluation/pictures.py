@@ -121,11 +121,29 @@ def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_n
     target, prediction = np.asarray(target), np.asarray(prediction)
     colours = palette(len(class_names))
     columns = [image, colourise(target, colours), colourise(prediction, colours)]
+    ignore = bool((target == IGNORE_INDEX).any() or (prediction == IGNORE_INDEX).any())
+    return compose(list(zip(CAPTIONS, columns, strict=True)), legend_ids(target, prediction), class_names,
+                   colours, title, ignore)
 
-    height, width = image.shape[:2]
+
+def overlay(image: np.ndarray, labels: np.ndarray, class_names: Sequence[str], alpha: float = 0.5,
+            title: str = "") -> Image.Image:
+    """The image with its label map blended in (``alpha`` of the colour) and a legend of the labels present."""
+    image = _check_inputs(image, labels, labels)
+    colours = palette(len(class_names))
+    blended = (image.astype(np.float32) * (1 - alpha) + colourise(labels, colours).astype(np.float32) * alpha)
+    ignore = bool((np.asarray(labels) == IGNORE_INDEX).any())
+    return compose([("", blended.round().astype(np.uint8))], legend_ids(labels, labels), class_names, colours, title,
+                   ignore)
+
+
+def compose(columns: list[tuple[str, np.ndarray]], ids: list[int], class_names: Sequence[str], colours: np.ndarray,
+            title: str = "", ignore: bool = False) -> Image.Image:
+    """Pictures of one size side by side with captions, and a legend of ``ids`` (then "ignore") below."""
+    height, width = columns[0][1].shape[:2]
     scale = max(1, math.ceil(MIN_HEIGHT / height))
-    if scale > 1:
-        columns = [np.repeat(np.repeat(c, scale, axis=0), scale, axis=1) for c in columns]
+    pictures = [np.repeat(np.repeat(c, scale, axis=0), scale, axis=1) if scale > 1 else c for _, c in columns]
+    captions = [caption for caption, _ in columns]
     h, w = height * scale, width * scale
 
     font = _font(max(10, h // 40))
@@ -134,21 +152,21 @@ def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_n
     swatch = line
 
     # Legend entries (colour, text), laid out in rows later once the panel width is known.
-    ids = legend_ids(target, prediction)
     entries: list[tuple[tuple[int, int, int] | None, str]] = []
     for i in ids[:MAX_LEGEND]:
         name = str(class_names[i])  # ids are < len(class_names): colourise checked
         name = name if len(name) <= MAX_NAME else name[: MAX_NAME - 3] + "..."
         entries.append((tuple(int(c) for c in colours[i]), name))
-    if (target == IGNORE_INDEX).any() or (prediction == IGNORE_INDEX).any():
+    if ignore:
         entries.append(((0, 0, 0), "ignore"))
     if len(ids) > MAX_LEGEND:
         entries.append((None, f"+{len(ids) - MAX_LEGEND} more"))
     widths = [(swatch + pad // 2 if colour is not None else 0) + _text_size(font, text)[0]
               for colour, text in entries]
 
-    column_w = max(w, *(_text_size(font, c)[0] for c in CAPTIONS))
-    panel_w = 3 * column_w + 4 * pad
+    column_w = max(w, *(_text_size(font, c)[0] for c in captions))
+    n = len(pictures)
+    panel_w = n * column_w + (n + 1) * pad
     if title:
         panel_w = max(panel_w, _text_size(font, title)[0] + 2 * pad)
     if widths:
@@ -164,7 +182,8 @@ def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_n
         x += entry_w + 2 * pad
 
     title_h = line + pad if title else 0
-    top = pad + title_h + line + pad // 2  # where the three pictures start
+    caption_h = line + pad // 2 if any(captions) else 0
+    top = pad + title_h + caption_h  # where the pictures start
     legend_top = top + h + pad
     panel_h = legend_top + len(rows) * (line + pad // 2) + pad
 
@@ -172,11 +191,12 @@ def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_n
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((pad, pad), title, fill=_TEXT, font=font, anchor="lt")
-    for k, (caption, picture) in enumerate(zip(CAPTIONS, columns, strict=True)):
+    for k, (caption, picture) in enumerate(zip(captions, pictures, strict=True)):
         left = pad + k * (column_w + pad)
-        caption_w = _text_size(font, caption)[0]
-        draw.text((left + (column_w - caption_w) // 2, pad + title_h), caption, fill=_TEXT, font=font,
-                  anchor="lt")
+        if caption:
+            caption_w = _text_size(font, caption)[0]
+            draw.text((left + (column_w - caption_w) // 2, pad + title_h), caption, fill=_TEXT, font=font,
+                      anchor="lt")
         canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (left + (column_w - w) // 2, top))
 
     y = legend_top

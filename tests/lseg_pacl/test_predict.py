@@ -1,0 +1,99 @@
+"""``lseg-pacl predict``: pictures, label maps and embeddings for your own images and words."""
+
+import json
+
+import numpy as np
+import pytest
+from layouts import truncate, write_jpeg
+from PIL import Image
+from safetensors import safe_open
+
+from lseg_pacl.cli import main
+from lseg_pacl.errors import ConfigError
+from lseg_pacl.evaluation.pictures import palette
+from lseg_pacl.predict import parse_labels
+
+LABELS = "sky, grass , ball"
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    write_jpeg(folder / "a.jpg", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    write_jpeg(folder / "b.jpg", rng.integers(0, 255, (64, 40, 3), dtype=np.uint8))
+    return folder
+
+
+def run(folder, out, *extra):
+    return main(["predict", "ckpt=demo_clip", f"image={folder}", f"labels={LABELS}", f"out={out}",
+                 "logger.wandb.mode=disabled", *extra])
+
+
+def test_outputs_have_the_input_size_and_index_the_labels(images, tmp_path):
+    out = tmp_path / "out"
+    assert run(images, out, "embeddings=true") == 0
+    for stem, size in (("a", (50, 70)), ("b", (64, 40))):
+        with Image.open(out / f"{stem}_labels.png") as img:
+            assert img.mode == "P" and img.size == (size[1], size[0])
+            ids = np.asarray(img)
+        assert ids.max() < 3
+        summary = json.loads((out / f"{stem}.json").read_text())
+        assert summary["labels"] == ["sky", "grass", "ball"] and summary["size"] == list(size)
+        assert sum(summary["share"].values()) == pytest.approx(1.0, abs=1e-4)
+        with Image.open(out / f"{stem}_overlay.png") as img:
+            overlay = np.asarray(img.convert("RGB"))
+        colours = palette(3)
+        present = np.unique(ids)
+        below = overlay[overlay.shape[0] * 3 // 4:]  # the legend sits under the (upscaled) picture
+        assert all((below == colours[i]).all(-1).any() for i in present)
+        with safe_open(out / f"{stem}_embeddings.safetensors", "pt") as f:
+            emb = f.get_tensor("embeddings")
+            gh, gw = map(int, f.metadata()["grid"].split(","))
+        assert emb.shape[:2] == (gh, gw) and emb.norm(dim=-1).sub(1).abs().max() < 1e-4
+
+
+def test_labels_are_stripped_and_deduplicated():
+    assert parse_labels(" cat, dog ,Cat,, ") == ("cat", "dog")
+    with pytest.raises(ConfigError, match="at least one label"):
+        parse_labels(" , ")
+
+
+def test_a_broken_file_is_reported_and_the_others_done(images, tmp_path, capsys):
+    (images / "notes.txt").write_text("not a picture")
+    truncate(images / "b.jpg", 0.3)
+    out = tmp_path / "out"
+    assert run(images, out) == 0
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "b.jpg" in err
+    assert (out / "a_overlay.png").is_file() and not (out / "b_overlay.png").exists()
+
+
+def test_nothing_is_overwritten_by_default(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_overlay.png").write_text("mine")
+    assert run(images, out) == 0
+    assert (out / "a_overlay.png").read_text() == "mine" and (out / "b_overlay.png").is_file()
+    assert "overwrite=true" in capsys.readouterr().err
+    assert run(images, out, "overwrite=true") == 0
+    assert (out / "a_overlay.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_arguments_and_inputs_are_clear(tmp_path, capsys):
+    assert main(["predict", "ckpt=demo_clip", f"image={tmp_path}"]) == 2
+    assert "labels=" in capsys.readouterr().err
+    assert main(["predict", "ckpt=nope.ckpt", f"image={tmp_path}", "labels=cat"]) == 3
+
+
+@pytest.mark.parametrize("model", [["ckpt=lseg_demo_seg", "model.clip.pretrained=null"],
+                                   ["ckpt=demo_clip", "model.clip.last_block=sclip"]])
+def test_lseg_and_the_baselines_predict_too(images, tmp_path, model):
+    out = tmp_path / "out"
+    assert main(["predict", *model, f"image={images / 'a.jpg'}", "labels=sky, grass", f"out={out}",
+                 "embeddings=true"]) == 0
+    with Image.open(out / "a_labels.png") as img:
+        assert img.size == (70, 50)
+    with safe_open(out / "a_embeddings.safetensors", "pt") as f:
+        assert f.get_tensor("embeddings").ndim == 3
