@@ -13,6 +13,7 @@ from data_modules.bad_samples import batch_size_of
 from lseg_pacl.config import from_plain
 from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone
+from lseg_pacl.objectives.distributed import world
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
 
@@ -102,6 +103,13 @@ class ZeroShotObjective(L.LightningModule):
             self.log(f"val/mIoU/{name}", score)
         if scores:
             self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
+
+    def text_generator(self) -> torch.Generator | None:
+        """The noun-template draws: the global RNG alone, or under DDP one seeded by (seed, step) on every rank,
+        so that all ranks build the same global texts."""
+        if world()[1] == 1:
+            return None
+        return torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + int(self.global_step))
 
     # ---- optimisation
     def empty_batch_loss(self) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from data_modules.bad_samples import batch_size_of
 from lseg_pacl.objectives.base import ZeroShotObjective
+from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch
 from lseg_pacl.objectives.losses import contrastive_loss
 from lseg_pacl.objectives.texts import caption_texts
 
@@ -29,14 +30,16 @@ class ClipContrastive(ZeroShotObjective):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
             return self.empty_batch_loss()
-        texts, positives = caption_texts(batch, self.cfg.model.noun_prompt_templates)
+        texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
+                                         self.text_generator())
         image_emb = self.clip.encode_image(batch["image"])
-        text_emb = self.clip.encode_text(texts)
+        text_emb = encode_chunk(texts, self.clip.encode_text)  # all ranks' texts (this rank encodes a share)
         with torch.autocast(device_type=image_emb.device.type, enabled=False):  # logits and loss in fp32
             image = F.normalize(image_emb.float(), dim=-1)
             text = F.normalize(text_emb.float(), dim=-1)
             scale = self.logit_scale()
-            loss = contrastive_loss(scale * image @ text.t(), positives.to(image.device))
+            logits = gather_with_grad(scale * image @ text.t())  # every rank's images against all texts
+            loss = contrastive_loss(logits, positives.to(image.device))
         bs = image.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)

@@ -13,7 +13,8 @@ from lseg_pacl.prompts import PACL_TEMPLATES
 
 
 def noun_prompts(nouns: list[list[str]], per_noun: int = len(PACL_TEMPLATES),
-                 templates: tuple[str, ...] = PACL_TEMPLATES) -> tuple[list[str], torch.Tensor]:
+                 templates: tuple[str, ...] = PACL_TEMPLATES,
+                 generator: torch.Generator | None = None) -> tuple[list[str], torch.Tensor]:
     """Prompts for the distinct nouns of a batch and [B, len(prompts)] booleans (image b's caption names it).
 
     Each noun is wrapped in ``per_noun`` of the templates, drawn without replacement (all 7 by default, as in
@@ -25,7 +26,8 @@ def noun_prompts(nouns: list[list[str]], per_noun: int = len(PACL_TEMPLATES),
     prompts: list[str] = []
     owner: list[int] = []
     for u, noun in enumerate(vocab):
-        picks = torch.randperm(len(templates))[:per_noun].tolist() if per_noun < len(templates) else range(per_noun)
+        picks = (torch.randperm(len(templates), generator=generator)[:per_noun].tolist()
+                 if per_noun < len(templates) else range(per_noun))
         prompts += [templates[k].format(noun) for k in picks]
         owner += [u] * per_noun
     index = {n: i for i, n in enumerate(vocab)}
@@ -36,13 +38,14 @@ def noun_prompts(nouns: list[list[str]], per_noun: int = len(PACL_TEMPLATES),
     return prompts, has_noun[:, torch.tensor(owner, dtype=torch.long)] if owner else has_noun
 
 
-def caption_texts(batch: dict, templates_per_noun: int) -> tuple[list[str], torch.Tensor]:
+def caption_texts(batch: dict, templates_per_noun: int,
+                  generator: torch.Generator | None = None) -> tuple[list[str], torch.Tensor]:
     """(texts, positives [B, len(texts)]): captions first (caption i belongs to image i), then noun prompts
-    (none when ``templates_per_noun`` is 0)."""
+    (none when ``templates_per_noun`` is 0); ``generator`` draws the templates (the same on every DDP rank)."""
     texts = list(batch["caption"])
     positives = torch.eye(len(texts), dtype=torch.bool)
     if templates_per_noun:
-        prompts, has = noun_prompts(batch["nouns"], templates_per_noun)
+        prompts, has = noun_prompts(batch["nouns"], templates_per_noun, generator=generator)
         texts += prompts
         positives = torch.cat([positives, has], dim=1)
     return texts, positives

@@ -1,0 +1,61 @@
+"""2 processes x B/2 (gloo, CPU) give the loss and the DDP-averaged gradients of 1 process x B."""
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.objectives.clip_contrastive import ClipContrastive
+from lseg_pacl.objectives.pacl import Pacl
+
+NOUNS = [["sky", "ball"], ["sky"], ["box", "sand"], ["ball"], ["tree", "sky"], ["house"], ["sun", "sand"], ["box"]]
+
+
+def build(objective: str):
+    torch.manual_seed(0)
+    over = ["model.noun_prompt_templates=7", "model.clip.pretrained=null"]
+    if objective == "pacl":
+        return Pacl(to_plain(load_config("demo_pacl", over)))
+    return ClipContrastive(to_plain(load_config("demo_clip", over)))
+
+
+def batch(rows: slice) -> dict:
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(8, 3, 64, 64, generator=g)
+    captions = [f"a photo of {' and '.join(n)} number {i}" for i, n in enumerate(NOUNS)]
+    return {"image": images[rows], "caption": captions[rows], "nouns": NOUNS[rows]}
+
+
+def loss_and_grads(module, b: dict) -> tuple[torch.Tensor, dict]:
+    loss = module.training_step(b, 0)
+    loss.backward()
+    return loss.detach(), {n: p.grad.detach().clone() for n, p in module.trainable_parameters()
+                           if p.grad is not None}
+
+
+def _rank(rank: int, world: int, init: str, objective: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        module = build(objective)
+        per = 8 // world
+        loss, grads = loss_and_grads(module, batch(slice(rank * per, (rank + 1) * per)))
+        for g in grads.values():  # what DDP does with the gradients
+            dist.all_reduce(g)
+            g /= world
+        if rank == 0:
+            torch.save({"loss": loss, "grads": grads}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("objective", ["clip", "pacl"])
+def test_two_ranks_equal_one_process(objective, tmp_path):
+    single_loss, single_grads = loss_and_grads(build(objective), batch(slice(0, 8)))
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_rank, args=(2, str(tmp_path / "init"), objective, str(out)), nprocs=2, join=True)
+    result = torch.load(out)
+    assert torch.allclose(result["loss"], single_loss, atol=1e-5)
+    assert result["grads"].keys() == single_grads.keys() and single_grads
+    for name, g in single_grads.items():
+        assert torch.allclose(result["grads"][name], g, atol=1e-5, rtol=1e-4), name
