@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from data_modules.bad_samples import BadSample, Skipped, collate_with_events
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
+from data_modules.samplers import place_of, train_sampler
 from data_modules.shards import ShardStream
 from data_modules.transforms import seeded
 
@@ -135,8 +136,9 @@ class CaptionDataModule(L.LightningDataModule):
     """
 
     def __init__(self, make_train: Callable[[int, int], Dataset], batch_size: int, num_workers: int,
-                 val: L.LightningDataModule | None = None) -> None:
+                 val: L.LightningDataModule | None = None, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed
         self.make_train = make_train
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val = val
@@ -149,16 +151,12 @@ class CaptionDataModule(L.LightningDataModule):
             raise RuntimeError("this caption DataModule has no validation benchmark")
         return self.val.val_benchmarks
 
-    def _place(self) -> tuple[int, int]:
-        """(rank, world size): the Trainer's once it is attached (setup may run earlier, to fail fast)."""
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def setup(self, stage: str | None = None) -> None:
-        place = self._place()
+        place = place_of(self)  # the Trainer's once attached (setup may run earlier, to fail fast)
         if stage in (None, "fit") and (self.train_set is None or self._built_for != place):
             self.train_set, self._built_for = self.make_train(*place), place
         if self.val is not None:
+            self.val.trainer = self.trainer  # its DataLoaders take this process's share under DDP
             self.val.setup("validate")
 
     def set_epoch(self, epoch: int) -> None:
@@ -173,8 +171,9 @@ class CaptionDataModule(L.LightningDataModule):
             # fresh workers each epoch, so that each sees the epoch just set
             return DataLoader(self.train_set, batch_size=None, num_workers=self.num_workers,
                               persistent_workers=False)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, collate_fn=collate_captions,
+        sampler = train_sampler(self.train_set, *place_of(self), seed=self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
+                          drop_last=True, num_workers=self.num_workers, collate_fn=collate_captions,
                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
 from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
 from data_modules.images import as_viewed, decode_rgb, read_label_png
+from data_modules.samplers import eval_sampler, place_of, train_sampler
 from data_modules.transforms import seeded
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
@@ -109,14 +110,15 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def __init__(self, roots: dict[str, str | Path], split: str | None, transform: Callable, batch_size: int,
                  num_workers: int, max_images: int | None = None,
-                 train: tuple[str, str | Path, str, Callable] | None = None, train_batch_size: int = 8) -> None:
+                 train: tuple[str, str | Path, str, Callable] | None = None, train_batch_size: int = 8,
+                 seed: int = 0) -> None:
         super().__init__()
         if not roots:
             raise ValueError("no validation benchmark given")
         self.roots, self.split = dict(roots), split
         self.transform, self.batch_size, self.num_workers = transform, batch_size, num_workers
         self.max_images = max_images
-        self.train, self.train_batch_size = train, train_batch_size
+        self.train, self.train_batch_size, self.seed = train, train_batch_size, seed
         self.val_sets: list[SegmentationSet] = []
         self.train_set: SegmentationSet | None = None
 
@@ -140,10 +142,16 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.train_set.class_names
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, collate_fn=collate_segmentation,
-                          persistent_workers=self.num_workers > 0)
+        sampler = train_sampler(self.train_set, *place_of(self), seed=self.seed)
+        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=sampler is None,
+                          sampler=sampler, drop_last=True, num_workers=self.num_workers,
+                          collate_fn=collate_segmentation, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [DataLoader(s, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                           collate_fn=collate_segmentation, persistent_workers=False) for s in self.val_sets]
+        return [val_loader(s, self.batch_size, self.num_workers, *place_of(self)) for s in self.val_sets]
+
+
+def val_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """In order; under several processes each rank takes its share without padding (samplers.py)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=eval_sampler(dataset, rank, world_size),
+                      num_workers=num_workers, collate_fn=collate_segmentation, persistent_workers=False)

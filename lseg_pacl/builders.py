@@ -63,7 +63,7 @@ def build_val_data(cfg: DictConfig, module: ZeroShotObjective,
     _check_size(v.image_size, module, "data.val.image_size")
     transform = segmentation_eval_transform(v.image_size, module.input_mean, module.input_std)
     data = SegmentationDataModule(val_roots(cfg), v.split, transform, cfg.data.val_batch_size, cfg.data.num_workers,
-                                  v.max_images, train=train, train_batch_size=cfg.data.batch_size)
+                                  v.max_images, train=train, train_batch_size=cfg.data.batch_size, seed=cfg.seed)
     try:
         data.setup("validate")  # reads the file lists now: a wrong layout stops here, with its path
     except (FileNotFoundError, ValueError) as exc:
@@ -101,7 +101,8 @@ def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataM
         root = train_root(cfg)
         make_train = partial(_coco_captions, root, t.split, transform)
         where = f"{root} (data.train.root)"
-    data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, module))
+    data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, module),
+                             seed=cfg.seed)
     try:
         data.setup("fit")
     except (FileNotFoundError, ValueError, KeyError) as exc:

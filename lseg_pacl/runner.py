@@ -196,8 +196,8 @@ def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwarg
     """Lightning's Trainer with the data callbacks (epoch to the data, bad-sample counting); a value Lightning
     rejects is a config error naming the trainer.* section."""
     callbacks = [*(callbacks or []), DataEpoch(), SkipMonitor(max_bad_fraction)]
-    try:
-        return L.Trainer(callbacks=callbacks, **kwargs)
+    try:  # our DataModules shard by rank themselves: validation without Lightning's padding (data_modules/samplers)
+        return L.Trainer(callbacks=callbacks, use_distributed_sampler=False, **kwargs)
     except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
 
