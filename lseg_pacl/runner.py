@@ -299,10 +299,12 @@ def train(experiment: str, overrides: list[str]) -> dict:
     try:
         if cfg.stages:
             summary = run_pipeline(cfg, run_dir, overrides, resume)
-            print_pipeline(summary)
+            report = print_pipeline
         else:
             summary = fit(cfg, run_dir, resume)
-            print_summary(summary)
+            report = print_summary
+        if process_rank() == 0:  # under DDP, one report
+            report(summary)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(RUN_ID_ENV, None)
