@@ -99,6 +99,9 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine | constant | poly
     poly_power: float = 0.9
     momentum: float = 0.9  # sgd
+    # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many in
+    # a row stop the run with a message.
+    max_nonfinite_steps: int = 10
     warmup_steps: int = 0
 
 

@@ -25,3 +25,9 @@ class BadDataError(UserError):
     """Too large a share of the data was unreadable or malformed (the message names the first bad files)."""
 
     exit_code = 4
+
+
+class TrainingDivergedError(UserError):
+    """The loss stayed non-finite for too many steps in a row."""
+
+    exit_code = 5

@@ -3,6 +3,7 @@ segmentation validation on the DataModule's benchmarks (val/mIoU/<name> each, va
 
 from __future__ import annotations
 
+import logging
 import math
 
 import lightning as L
@@ -11,11 +12,14 @@ from torch import nn
 
 from data_modules.bad_samples import batch_size_of
 from lseg_pacl.config import from_plain
+from lseg_pacl.errors import TrainingDivergedError
 from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.objectives.distributed import world
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
 from lseg_pacl.prompts import templates
+
+log = logging.getLogger(__name__)
 
 
 class ZeroShotObjective(L.LightningModule):
@@ -112,6 +116,27 @@ class ZeroShotObjective(L.LightningModule):
         return torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + int(self.global_step))
 
     # ---- optimisation
+    def guard_loss(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """The loss, or None (skip this step) when it is non-finite on any rank: every rank decides the same,
+        so DDP never waits on a rank that skipped. Too many skips in a row stop the run."""
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if world()[1] > 1:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() == 1.0:
+            self.nonfinite_in_a_row = 0
+            return loss
+        self.nonfinite_total = getattr(self, "nonfinite_total", 0) + 1
+        self.nonfinite_in_a_row = getattr(self, "nonfinite_in_a_row", 0) + 1
+        limit = self.cfg.optim.max_nonfinite_steps
+        if self._trainer is not None:
+            self.log("train/nonfinite_steps", float(self.nonfinite_total))
+        log.warning("non-finite loss at step %d (rank %d): step skipped on every rank (%d in a row, limit %d)",
+                    self.global_step, world()[0], self.nonfinite_in_a_row, limit)
+        if self.nonfinite_in_a_row >= limit:
+            raise TrainingDivergedError(f"the loss was non-finite for {limit} steps in a row (step {self.global_step}):"
+                                        f" lower optim.lr, check the data, or try trainer.precision=32-true")
+        return None
+
     def empty_batch_loss(self) -> torch.Tensor:
         """Zero, but touching every trainable parameter: a batch whose samples were all bad still takes part
         in DDP's gradient all-reduce (returning None would leave the other ranks waiting)."""

@@ -27,7 +27,7 @@ class ClipContrastive(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.dense_features(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
             return self.empty_batch_loss()
         texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
@@ -43,4 +43,4 @@ class ClipContrastive(ZeroShotObjective):
         bs = image.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)
-        return loss
+        return self.guard_loss(loss)

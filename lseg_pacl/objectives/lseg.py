@@ -64,7 +64,7 @@ class LSeg(ZeroShotObjective):
         return self.net(images, class_embeddings, size)
 
     # ---- training
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
             return self.empty_batch_loss()
         images, masks = batch["image"], batch["mask"]
@@ -73,7 +73,7 @@ class LSeg(ZeroShotObjective):
         loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         self.log("train/logit_scale", self.net.log_scale.exp(), batch_size=images.shape[0])
-        return loss
+        return self.guard_loss(loss)
 
     def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
         """The ViT at the base rate; decoder, head and scale at head_lr_mult times it."""

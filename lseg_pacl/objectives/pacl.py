@@ -66,7 +66,7 @@ class Pacl(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.patch_embeddings(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
             return self.empty_batch_loss()
         patches = self.patch_embeddings(batch["image"])
@@ -84,4 +84,4 @@ class Pacl(ZeroShotObjective):
         self.log("train/logit_scale", scale, batch_size=bs)
         self.log("train/temperature", self.temperature(), batch_size=bs)
         self.log("train/texts", float(len(texts)), batch_size=bs)
-        return loss
+        return self.guard_loss(loss)

@@ -59,3 +59,33 @@ def test_two_ranks_equal_one_process(objective, tmp_path):
     assert result["grads"].keys() == single_grads.keys() and single_grads
     for name, g in single_grads.items():
         assert torch.allclose(result["grads"][name], g, atol=1e-5, rtol=1e-4), name
+
+
+def _nan_rank(rank: int, world: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        module = build("clip")
+        loss = torch.tensor(float("nan") if rank == 1 else 1.0)  # only rank 1 sees a NaN
+        decisions = [module.guard_loss(loss) is None, module.guard_loss(torch.tensor(2.0)) is None]
+        torch.save(decisions, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_makes_every_rank_skip(tmp_path):
+    out = str(tmp_path / "skip")
+    mp.spawn(_nan_rank, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
+    assert torch.load(f"{out}.0") == torch.load(f"{out}.1") == [True, False]
+
+
+def test_too_many_nonfinite_steps_in_a_row_stop_the_run():
+    from lseg_pacl.errors import TrainingDivergedError
+
+    module = build("clip")
+    module.cfg.optim.max_nonfinite_steps = 3
+    nan = torch.tensor(float("nan"))
+    assert module.guard_loss(nan) is None and module.guard_loss(nan) is None
+    assert module.guard_loss(torch.tensor(1.0)) is not None  # a finite step resets the count
+    assert module.guard_loss(nan) is None and module.guard_loss(nan) is None
+    with pytest.raises(TrainingDivergedError, match="3 steps in a row"):
+        module.guard_loss(nan)
