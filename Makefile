@@ -11,7 +11,7 @@ CKPT ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval predict docs-example test test-fast bench lint synth clean
+.PHONY: help install train eval predict docs-example sweep agent test test-fast bench lint synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,17 @@ train: $(STAMP) ## train an experiment: make train EXP=pacl_vitb16 ARGS="optim.l
 
 eval: $(STAMP) ## zero-shot evaluation: make eval EXP=demo_pacl CKPT=runs/.../last.ckpt ARGS="..."
 	$(PY) -m lseg_pacl eval $(EXP) $(if $(CKPT),ckpt=$(CKPT)) $(ARGS)
+
+SWEEP ?=
+ID ?=
+
+sweep: $(STAMP) ## create a W&B sweep: make sweep SWEEP=experiments/sweeps/pacl_vitb16_temperature.yaml (prints its id)
+	@test -n "$(SWEEP)" || { echo "make sweep SWEEP=experiments/sweeps/<file>.yaml"; exit 2; }
+	$(VENV)/bin/wandb sweep --project lseg_pacl $(SWEEP)
+
+agent: $(STAMP) ## run trials of a W&B sweep on this machine: make agent ID=entity/project/sweep_id
+	@test -n "$(ID)" || { echo "make agent ID=<entity>/<project>/<sweep id> (printed by make sweep)"; exit 2; }
+	$(VENV)/bin/wandb agent $(ID)
 
 DEMO_CKPT = $(lastword $(sort $(wildcard runs/demo/*/demo_pacl/checkpoints/last.ckpt)))
 DEMO_LABELS = sky, wall, grass, water, sand, ball, box, tree, house, sun

@@ -72,6 +72,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lseg_pacl.sweep import run_sweep
+
+    dry = [w for w in args.overrides if w.startswith("dry_run=")]
+    rest = [w for w in args.overrides if w not in dry]
+    run_sweep(args.file, rest, dry_run=bool(dry) and dry[-1].split("=", 1)[1].lower() in ("1", "true", "yes"))
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from lseg_pacl.evaluation.score import score_folder
 
@@ -184,6 +193,11 @@ def parser() -> argparse.ArgumentParser:
                                         'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]')
     pr.add_argument("options", nargs="*")
     pr.set_defaults(func=cmd_predict)
+    sw = sub.add_parser("sweep", help="run a W&B sweep file's grid in turn without a W&B server: lseg-pacl sweep "
+                                      "FILE [dry_run=true] [key=value ...]")
+    sw.add_argument("file")
+    sw.add_argument("overrides", nargs="*")
+    sw.set_defaults(func=cmd_sweep)
     sc = sub.add_parser("score", help="score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
                                       "pred_dir=DIR [split=]")
     sc.add_argument("options", nargs="*")

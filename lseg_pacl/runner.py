@@ -308,4 +308,14 @@ def train(experiment: str, overrides: list[str]) -> dict:
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(RUN_ID_ENV, None)
+        _leave_process_group()
     return summary
+
+
+def _leave_process_group() -> None:
+    """Under DDP, wait for every rank and close the group: a rank exiting inside gloo aborts the others."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
