@@ -51,12 +51,15 @@ def parse_labels(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def image_files(path: str) -> list[Path]:
+def image_files(path: str, out_dir: Path | None = None) -> list[Path]:
+    """The file, or a folder's files (hidden files and this command's own outputs left out)."""
     p = Path(path).expanduser()
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        own = ("_overlay.png", "_labels.png", "_embeddings.safetensors", ".json")
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                       and not (out_dir is not None and p.resolve() == out_dir.resolve() and f.name.endswith(own)))
         if not files:
             raise MissingInputError(f"{p} holds no files")
         return files
@@ -94,21 +97,24 @@ def _write_embeddings(module, image: torch.Tensor, short_side: int, path: Path) 
 def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embeddings: bool = False,
             overwrite: bool = False, overrides: list[str] | None = None, limit: int | None = None) -> dict:
     names = parse_labels(labels)
-    files = image_files(image)[:limit] if limit else image_files(image)
+    out_dir = Path(out).expanduser()
+    files = image_files(image, out_dir)
+    files = files[:limit] if limit else files
+    stems = [f.stem for f in files]
     module, cfg = load_model(ckpt, list(overrides or []))
     device = _device(cfg)
     module = module.to(device).eval()
     proto = protocol(cfg, module.patch_size)
     text = module.clip.class_embeddings(names, templates(cfg.eval.templates)).to(device)
-    out_dir = Path(out).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     mean = torch.tensor(module.input_mean).view(1, 3, 1, 1)
     std = torch.tensor(module.input_std).view(1, 3, 1, 1)
     done, problems = [], []
     progress = _progress(files)
     for file in progress:
-        targets = [out_dir / t.format(file.stem) for t in OUTPUTS] + (
-            [out_dir / EMBEDDINGS.format(file.stem)] if embeddings else [])
+        name = file.stem if stems.count(file.stem) == 1 else file.name  # a.jpg and a.png: a.jpg_*, a.png_*
+        targets = [out_dir / t.format(name) for t in OUTPUTS] + ([out_dir / EMBEDDINGS.format(name)] if embeddings
+                                                                 else [])
         existing = [t for t in targets if t.exists()]
         if existing and not overwrite:
             problems.append({"file": str(file), "reason": f"{existing[0]} exists (overwrite=true replaces it)"})

@@ -274,7 +274,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: b
         results[stage] = fit(stage_cfg, stage_dir, stage_resume)
         previous = results[stage]["last_checkpoint"]
     summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "stages": results}
-    if process_rank() == 0:
+    if _global_rank() == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
@@ -303,13 +303,19 @@ def train(experiment: str, overrides: list[str]) -> dict:
         else:
             summary = fit(cfg, run_dir, resume)
             report = print_summary
-        if process_rank() == 0:  # under DDP, one report
+        if _global_rank() == 0:  # under DDP, one report
             report(summary)
+        _leave_process_group()  # on success only: a failing rank must exit, not wait at a barrier
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         os.environ.pop(RUN_ID_ENV, None)
-        _leave_process_group()
     return summary
+
+
+def _global_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else process_rank()
 
 
 def _leave_process_group() -> None:

@@ -3,7 +3,7 @@
 The file is the one ``wandb sweep`` takes (``make sweep``): ``method: grid``, ``parameters`` with ``values`` or
 ``value``, and a ``command`` that runs ``lseg_pacl train EXP ... ${args_no_hyphens}``. Every combination becomes
 ``key=value`` overrides, exactly as a W&B agent would pass them; a failing trial is reported and the next runs.
-The trials' final metrics are printed and written to runs/sweeps/<name>-<id>/results.json.
+The trials' final metrics are written after every trial to <run.root>/sweeps/<name>-<id>/results.json.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lseg_pacl.errors import ConfigError, UserError
+from lseg_pacl.errors import ConfigError
 
 
 def read_sweep(path: str | Path) -> dict:
@@ -59,14 +59,15 @@ def _word(value: object) -> str:
 
 
 def run_sweep(path: str, extra: list[str], dry_run: bool = False) -> list[dict]:
-    from lseg_pacl.runner import new_run_id, train
+    from lseg_pacl.runner import train
 
     sweep = read_sweep(path)
     experiment, fixed = sweep_command(sweep)
     fixed = [w for w in fixed if not w.startswith("logger.wandb.mode=online")]  # no server here
     trials = combinations(sweep["parameters"])
     metric = (sweep.get("metric") or {}).get("name", "val/mIoU")
-    results = []
+    results: list[dict] = []
+    out = _results_dir(sweep, path, [*fixed, *extra]) if not dry_run else None
     for n, params in enumerate(trials, 1):
         print(f"trial {n}/{len(trials)}: {experiment} {' '.join(params)}")
         if dry_run:
@@ -74,18 +75,27 @@ def run_sweep(path: str, extra: list[str], dry_run: bool = False) -> list[dict]:
             continue
         try:
             summary = train(experiment, [*fixed, *params, *extra])
-            final = summary.get("final") or summary.get("stages", [{}])[-1].get("final", {})
+            stages = summary.get("stages")
+            final = list(stages.values())[-1].get("final", {}) if stages else summary.get("final", {})
             results.append({"params": params, "run_dir": summary["run_dir"], metric: final.get(metric)})
-        except UserError as exc:
-            print(f"trial {n} failed: {exc}")
-            results.append({"params": params, "error": str(exc)})
-    if not dry_run:
-        out = Path("runs") / "sweeps" / f"{sweep.get('name', Path(path).stem)}-{new_run_id()}"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        except Exception as exc:  # noqa: BLE001 - one failing trial must not end the sweep
+            print(f"trial {n} failed: {type(exc).__name__}: {exc}")
+            results.append({"params": params, "error": f"{type(exc).__name__}: {exc}"})
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")  # after every trial
+    if out is not None:
         for r in results:
             shown = r.get(metric)
             print(f"{' '.join(r['params']):<60} {metric}={shown if shown is None else round(shown, 4)}"
                   + (f"  (failed: {r['error']})" if "error" in r else ""))
         print(f"written: {out / 'results.json'}")
     return results
+
+
+def _results_dir(sweep: dict, path: str, overrides: list[str]) -> Path:
+    """<run.root>/sweeps/<name>-<id> (run.root from the overrides, else runs/)."""
+    from lseg_pacl.runner import new_run_id
+
+    root = next((w.split("=", 1)[1] for w in reversed(overrides) if w.startswith("run.root=")), "runs")
+    out = Path(root) / "sweeps" / f"{sweep.get('name', Path(path).stem)}-{new_run_id()}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

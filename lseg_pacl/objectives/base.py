@@ -117,12 +117,16 @@ class ZeroShotObjective(L.LightningModule):
 
     # ---- optimisation
     def guard_loss(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """The loss, or None (skip this step) when it is non-finite on any rank: every rank decides the same,
-        so DDP never waits on a rank that skipped. Too many skips in a row stop the run."""
+        """The loss, or a skipped step when it is non-finite on any rank (every rank decides the same). One
+        process: None (Lightning skips the step). Under DDP, where Lightning refuses None, a zero loss over the
+        trainable parameters keeps every rank in DDP's all-reduce and ``optimizer_step`` drops the update. Too
+        many skips in a row stop the run."""
         finite = torch.isfinite(loss.detach()).all().float().reshape(1)
-        if world()[1] > 1:
+        distributed = world()[1] > 1
+        if distributed:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if finite.item() == 1.0:
+        self.skip_update = finite.item() != 1.0
+        if not self.skip_update:
             self.nonfinite_in_a_row = 0
             return loss
         self.nonfinite_total = getattr(self, "nonfinite_total", 0) + 1
@@ -135,7 +139,18 @@ class ZeroShotObjective(L.LightningModule):
         if self.nonfinite_in_a_row >= limit:
             raise TrainingDivergedError(f"the loss was non-finite for {limit} steps in a row (step {self.global_step}):"
                                         f" lower optim.lr, check the data, or try trainer.precision=32-true")
-        return None
+        return self.empty_batch_loss() if distributed else None
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Under DDP: run the step's forward and backward on every rank, then update only if no rank saw a
+        non-finite loss (``guard_loss``)."""
+        if world()[1] == 1 or optimizer_closure is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        result = optimizer_closure()
+        if getattr(self, "skip_update", False):
+            optimizer.zero_grad()
+            return None
+        return optimizer.step(closure=lambda: result)
 
     def empty_batch_loss(self) -> torch.Tensor:
         """Zero, but touching every trainable parameter: a batch whose samples were all bad still takes part

@@ -97,3 +97,11 @@ def test_lseg_and_the_baselines_predict_too(images, tmp_path, model):
         assert img.size == (70, 50)
     with safe_open(out / "a_embeddings.safetensors", "pt") as f:
         assert f.get_tensor("embeddings").ndim == 3
+
+
+def test_inputs_sharing_a_stem_keep_apart(images, tmp_path):
+    Image.open(images / "a.jpg").save(images / "a.png")
+    out = tmp_path / "out"
+    assert run(images, out) == 0
+    assert (out / "a.jpg_overlay.png").is_file() and (out / "a.png_overlay.png").is_file()
+    assert (out / "b_overlay.png").is_file()
