@@ -2,7 +2,8 @@
 
 Lightning's automatic DistributedSampler pads an evaluation set to a multiple of the world size with repeated
 images, which changes mIoU; here each rank takes every world-th image (rank, rank + world, ...) and nothing is
-repeated or dropped (the metric sums its confusion matrices over ranks). With one process no sampler is used,
+repeated or dropped (the metric sums its confusion matrices over ranks); ranks with fewer images get empty
+batches at the end, so that all run the same number of steps. With one process no sampler is used,
 so single-process runs are unchanged.
 """
 
@@ -24,8 +25,26 @@ class EvalShardSampler(Sampler[int]):
         return len(range(self.rank, self.size, self.world_size))
 
 
-def eval_sampler(dataset: Dataset, rank: int, world_size: int) -> Sampler | None:
-    return EvalShardSampler(len(dataset), rank, world_size) if world_size > 1 else None
+class EvalShardBatches(Sampler[list[int]]):
+    """This rank's share in batches, padded with empty batches so that every rank runs the same number of
+    validation steps (DDP's forward broadcasts buffers each step: unequal counts would leave a rank waiting)."""
+
+    def __init__(self, size: int, batch_size: int, rank: int, world_size: int) -> None:
+        self.shard = EvalShardSampler(size, rank, world_size)
+        self.batch_size = batch_size
+        self.steps = max(1, -(-len(EvalShardSampler(size, 0, world_size)) // batch_size))  # rank 0 has the most
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = list(self.shard)
+        for step in range(self.steps):
+            yield indices[step * self.batch_size:(step + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def eval_batches(dataset: Dataset, batch_size: int, rank: int, world_size: int) -> Sampler | None:
+    return EvalShardBatches(len(dataset), batch_size, rank, world_size) if world_size > 1 else None
 
 
 def train_sampler(dataset: Dataset, rank: int, world_size: int, seed: int) -> Sampler | None:

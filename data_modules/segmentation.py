@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
 from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
 from data_modules.images import as_viewed, decode_rgb, read_label_png
-from data_modules.samplers import eval_sampler, place_of, train_sampler
+from data_modules.samplers import eval_batches, place_of, train_sampler
 from data_modules.transforms import seeded
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
@@ -153,5 +153,9 @@ class SegmentationDataModule(L.LightningDataModule):
 
 def val_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1) -> DataLoader:
     """In order; under several processes each rank takes its share without padding (samplers.py)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=eval_sampler(dataset, rank, world_size),
-                      num_workers=num_workers, collate_fn=collate_segmentation, persistent_workers=False)
+    batches = eval_batches(dataset, batch_size, rank, world_size)
+    if batches is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                          collate_fn=collate_segmentation, persistent_workers=False)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate_segmentation,
+                      persistent_workers=False)
