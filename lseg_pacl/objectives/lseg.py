@@ -65,8 +65,8 @@ class LSeg(ZeroShotObjective):
 
     # ---- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
-            return self.empty_batch_loss()
+        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor); still joins guard_loss's
+            return self.guard_loss(self.empty_batch_loss())  # all-reduce, as every other rank does
         images, masks = batch["image"], batch["mask"]
         labels = self.clip.class_embeddings(self.train_class_names, self.train_templates).to(images.device)
         logits = self.logits(images, labels, tuple(masks.shape[-2:]))

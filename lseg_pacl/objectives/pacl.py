@@ -14,7 +14,7 @@ from torch import nn
 from data_modules.bad_samples import batch_size_of
 from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility
 from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch
+from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch, world
 from lseg_pacl.objectives.losses import contrastive_loss
 from lseg_pacl.objectives.texts import caption_texts
 
@@ -67,18 +67,23 @@ class Pacl(ZeroShotObjective):
         return self.patch_embeddings(images)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor)
+        empty = batch_size_of(batch) == 0  # every sample was bad (counted by SkipMonitor)
+        if empty and world()[1] == 1:
             return self.empty_batch_loss()
-        patches = self.patch_embeddings(batch["image"])
+        if empty:  # under DDP this rank still joins every gather, with no images of its own
+            batch = {"caption": [], "nouns": []}
         texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
                                          self.text_generator())
         with self._frozen(self.cfg.model.pacl.freeze_text):
             text_emb = encode_chunk(texts, self.clip.encode_text)  # all ranks' texts
+        patches = text_emb.new_zeros(0, 1, text_emb.shape[1]) if empty else self.patch_embeddings(batch["image"])
         with torch.autocast(device_type=patches.device.type, enabled=False):  # compatibility and loss in fp32
             phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())  # local images
             scale = self.logit_scale()
             logits = gather_with_grad(scale * phi)  # every rank's images against all texts
             loss = contrastive_loss(logits, positives.to(phi.device))
+        if empty:
+            loss = loss + self.empty_batch_loss()  # a (zero) gradient for every parameter, as DDP expects
         bs = patches.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/logit_scale", scale, batch_size=bs)

@@ -94,3 +94,29 @@ def test_too_many_nonfinite_steps_in_a_row_stop_the_run():
     assert module.guard_loss(nan) is None and module.guard_loss(nan) is None
     with pytest.raises(TrainingDivergedError, match="3 steps in a row"):
         module.guard_loss(nan)
+
+
+def _empty_rank(rank: int, world: int, init: str, objective: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        module = build(objective)
+        local = batch(slice(0, 4)) if rank == 0 else {"data_events": [("bad_image", "x.jpg")]}  # all bad
+        loss, grads = loss_and_grads(module, local)
+        for g in grads.values():
+            dist.all_reduce(g)
+            g /= world
+        torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("objective", ["clip", "pacl"])
+def test_a_rank_whose_samples_were_all_bad_still_takes_part(objective, tmp_path):
+    single_loss, single_grads = loss_and_grads(build(objective), batch(slice(0, 4)))
+    out = str(tmp_path / "r")
+    mp.spawn(_empty_rank, args=(2, str(tmp_path / "init"), objective, out), nprocs=2, join=True)
+    for rank in (0, 1):
+        result = torch.load(f"{out}.{rank}")
+        assert torch.allclose(result["loss"], single_loss, atol=1e-5)
+        for name, g in single_grads.items():  # DDP's average over 2 ranks of (N x the true gradient) / N
+            assert torch.allclose(result["grads"][name], g, atol=1e-5, rtol=1e-4), name
