@@ -45,11 +45,12 @@ def _check_size(size: int, module: ZeroShotObjective, key: str) -> None:
         raise ConfigError(f"{key}={size} must divide by the image encoder's patch size {module.patch_size}")
 
 
-def val_roots(cfg: DictConfig) -> dict[str, Path]:
-    """Each validation benchmark's folder: data.val.roots.<name>, else <data.root or $DATA_ROOT>/<standard>."""
+def val_roots(cfg: DictConfig, names: list[str] | None = None) -> dict[str, Path]:
+    """Each benchmark's folder (default: the validation benchmarks): data.val.roots.<name>, else
+    <data.root or $DATA_ROOT>/<standard>."""
     v = cfg.data.val
     out = {}
-    for name in v.datasets:
+    for name in names if names is not None else v.datasets:
         bench = benchmark(name)
         root = data_root(v.roots.get(name), cfg.data.root, bench.folder, f"data.val.roots.{name}")
         out[name] = dataset_dir(bench, root)
@@ -161,23 +162,28 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     if train and t.format == "shards":
         _check_shards(cfg)
     elif train and t.format == "segmentation":
-        bench = benchmark(t.dataset)
-        why = bench.missing(train_root(cfg), t.split)
-        if why:
-            raise MissingInputError(f"{t.dataset} training data not found: {why}. Expected layout:\n"
-                                    f"{bench.expected_layout(t.split)}\nPass data.train.root=DIR, or set data.root / "
-                                    f"DATA_ROOT to the folder holding {bench.folder}/")
+        require_layout(t.dataset, train_root(cfg), t.split, "data.train.root")
     elif train:
         ann = train_root(cfg) / "annotations" / f"captions_{t.split}.json"
         if not ann.is_file():
             raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
                                     f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
                                     f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/")
-    for name, folder in val_roots(cfg).items():
-        bench = benchmark(name)
-        split = cfg.data.val.split or bench.default_split
-        why = bench.missing(folder, split)
-        if why:
-            raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
-                                    f"Pass data.val.roots.{name}=DIR, or set data.root / DATA_ROOT to the folder "
-                                    f"holding {bench.folder}/")
+    check_benchmarks(cfg)
+
+
+def check_benchmarks(cfg: DictConfig, names: list[str] | None = None) -> dict[str, Path]:
+    """The benchmarks' folders (default: the validation benchmarks), each checked against its layout."""
+    roots = val_roots(cfg, names)
+    for name, folder in roots.items():
+        require_layout(name, folder, cfg.data.val.split or benchmark(name).default_split, f"data.val.roots.{name}")
+    return roots
+
+
+def require_layout(name: str, folder: Path, split: str, key: str) -> None:
+    """Stop with the expected layout when ``folder`` is not a readable copy of benchmark ``name``."""
+    bench = benchmark(name)
+    why = bench.missing(folder, split)
+    if why:
+        raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
+                                f"Pass {key}=DIR, or set data.root / DATA_ROOT to the folder holding {bench.folder}/")

@@ -15,10 +15,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
-from data_modules.benchmarks import benchmark, dataset_dir
+from data_modules.benchmarks import benchmark
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import normalize_transform
-from lseg_pacl.config import data_root, load_config, to_plain
+from lseg_pacl.config import load_config, to_plain
 from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import (
     coherence_auroc,
@@ -202,30 +202,15 @@ def evaluate_benchmark(cfg, module, name: str, root: Path, out: Path, device, wa
     return result
 
 
-def benchmark_roots(cfg) -> dict[str, Path]:
-    names = list(cfg.eval.benchmarks) or list(cfg.data.val.datasets)
-    out = {}
-    for name in names:
-        bench = benchmark(name)
-        root = data_root(cfg.data.val.roots.get(name), cfg.data.root, bench.folder, f"data.val.roots.{name}")
-        out[name] = dataset_dir(bench, root)
-        split = cfg.data.val.split or bench.default_split
-        why = bench.missing(out[name], split)
-        if why:
-            raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
-                                    f"Pass data.val.roots.{name}=DIR, or set data.root / DATA_ROOT")
-    return out
-
-
 def evaluate(experiment: str, overrides: list[str]) -> dict:
     cfg = load_config(experiment, overrides)
     if cfg.stages:
         raise ConfigError(f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
                           f"with ckpt=<that stage's checkpoint>")
-    from lseg_pacl.builders import ensure_synthetic
+    from lseg_pacl.builders import check_benchmarks, ensure_synthetic
 
     ensure_synthetic(cfg)
-    roots = benchmark_roots(cfg)
+    roots = check_benchmarks(cfg, list(cfg.eval.benchmarks) or None)
     module = load_objective(cfg.eval.ckpt) if cfg.eval.ckpt else build_objective(to_plain(cfg))
     if cfg.eval.ckpt and any(o.startswith("model.clip.last_block=") for o in overrides):
         module.clip.last_block = cfg.model.clip.last_block  # a training-free variant applied to trained weights
