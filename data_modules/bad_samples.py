@@ -62,8 +62,8 @@ def collate_with_events(items: list, collate: Callable[[list[dict]], dict]) -> d
 
 
 def batch_size_of(batch: dict) -> int:
-    image = batch.get("image")
-    return int(image.shape[0]) if isinstance(image, torch.Tensor) else 0
+    """Samples in a batch: its images, plus (caption data with a feature cache) its cached token rows."""
+    return sum(int(batch[k].shape[0]) for k in ("image", "tokens") if isinstance(batch.get(k), torch.Tensor))
 
 
 class DataQualityError(ValueError):

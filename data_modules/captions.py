@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules.bad_samples import BadSample, Skipped, collate_with_events
+from data_modules.feature_cache import TokenStore
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
 from data_modules.samplers import place_of, train_sampler
@@ -94,12 +95,16 @@ def read_coco_captions(root: Path, split: str, problems: list[tuple[str, str]] |
 
 
 class CocoCaptions(Dataset):
-    """(image, one caption drawn at random, that caption's nouns) per image; a bad image gives ``Skipped``."""
+    """(image, one caption drawn at random, that caption's nouns, the sample's index) per image; a bad image gives
+    ``Skipped``. With a ``token_store`` (feature_cache.py), a sample whose frozen patch tokens are stored comes
+    as ``tokens`` instead of ``image``, and its image is not read at all."""
 
-    def __init__(self, root: str | Path, split: str, transform: Callable) -> None:
+    def __init__(self, root: str | Path, split: str, transform: Callable,
+                 token_store: TokenStore | None = None) -> None:
         self.root = Path(root)
         self.records = read_coco_captions(self.root, split)
         self.transform = transform
+        self.token_store = token_store
 
     def __len__(self) -> int:
         return len(self.records)
@@ -107,21 +112,38 @@ class CocoCaptions(Dataset):
     def __getitem__(self, index: int) -> dict | Skipped:
         rec = self.records[index]
         pick = int(torch.randint(len(rec.captions), ()).item())
+        caption, nouns = rec.captions[pick], rec.nouns[pick]
+        sample = {"caption": caption, "nouns": list(nouns) if nouns is not None else extract_nouns(caption),
+                  "index": index}
+        if self.token_store is not None and self.token_store.has(index):
+            return {**sample, "tokens": self.token_store.read(index)}
         try:
             pixels = read_rgb(rec.file)
         except BadSample as exc:
             return Skipped.of(exc)
-        caption, nouns = rec.captions[pick], rec.nouns[pick]
-        return {"image": seeded(self.transform, image=pixels)["image"], "caption": caption,
-                "nouns": list(nouns) if nouns is not None else extract_nouns(caption)}
+        return {**sample, "image": seeded(self.transform, image=pixels)["image"]}
+
+    def all_texts(self) -> tuple[list[str], list[str]]:
+        """(every caption, every distinct noun) this dataset can produce: what a text cache is filled with."""
+        captions = [c for rec in self.records for c in rec.captions]
+        nouns = {n for rec in self.records for caption, listed in zip(rec.captions, rec.nouns, strict=True)
+                 for n in (listed if listed is not None else extract_nouns(caption))}
+        return captions, sorted(nouns)
 
 
 def _stack(batch: list[dict]) -> dict:
-    return {
-        "image": torch.stack([b["image"] for b in batch]),
-        "caption": [b["caption"] for b in batch],
-        "nouns": [b["nouns"] for b in batch],
-    }
+    """Samples with images first, then those served as cached tokens (the order within a batch is free: each
+    caption stays with its own image); ``index`` follows the same order."""
+    live = [b for b in batch if "image" in b]
+    cached = [b for b in batch if "tokens" in b]
+    ordered = live + cached
+    out = {"caption": [b["caption"] for b in ordered], "nouns": [b["nouns"] for b in ordered],
+           "index": torch.tensor([b["index"] for b in ordered], dtype=torch.long)}
+    if live:
+        out["image"] = torch.stack([b["image"] for b in live])
+    if cached:
+        out["tokens"] = torch.stack([b["tokens"] for b in cached])
+    return out
 
 
 def collate_captions(items: list) -> dict:

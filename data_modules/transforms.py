@@ -19,12 +19,21 @@ from data_modules.benchmarks import IGNORE_INDEX
 
 def caption_train_transform(size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,
                             hflip: bool = True) -> A.Compose:
-    """Random resized crop (+ flip) to a square of ``size``, normalised with the encoder's statistics."""
-    steps: list = [A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
+    """Random resized crop (+ flip) to a square of ``size``, normalised with the encoder's statistics.
+
+    ``scale_min`` >= 1 means no cropping: the whole image resized to the square (what a crop of scale 1 gives for
+    aspect ratios within 3:4..4:3), a deterministic transform when ``hflip`` is off too."""
+    steps: list = [A.Resize(height=size, width=size) if scale_min >= 1.0
+                   else A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
     return A.Compose(steps)
+
+
+def caption_transform_is_deterministic(scale_min: float, hflip: bool) -> bool:
+    """Whether ``caption_train_transform`` gives the same tensor for an image every epoch (features cacheable)."""
+    return scale_min >= 1.0 and not hflip
 
 
 def segmentation_train_transform(crop: int, base_size: int, mean: Sequence[float], std: Sequence[float],

@@ -20,6 +20,7 @@ from data_modules.transforms import (
 )
 from lseg_pacl.config import data_root
 from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.feature_caching import FeatureCachePlan, plan_feature_cache
 from lseg_pacl.objectives.base import ZeroShotObjective
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,13 @@ def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataM
                                                  tuple(t.scale_range), t.hflip)
         return build_val_data(cfg, module, train=(t.dataset, train_root(cfg), t.split, transform))
     transform = caption_train_transform(t.image_size, module.input_mean, module.input_std, t.crop_scale_min, t.hflip)
+    module.feature_cache = plan_feature_cache(cfg, module)
     if t.format == "shards":
         make_train = partial(_shard_stream, shard_sources(cfg), transform, cfg)
         where = "data.train.shards"
     else:
         root = train_root(cfg)
-        make_train = partial(_coco_captions, root, t.split, transform)
+        make_train = partial(_coco_captions, root, t.split, transform, module.feature_cache)
         where = f"{root} (data.train.root)"
     data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, module),
                              seed=cfg.seed)
@@ -111,8 +113,12 @@ def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataM
     return data
 
 
-def _coco_captions(root: Path, split: str, transform, rank: int, world_size: int) -> CocoCaptions:
-    return CocoCaptions(root, split, transform)
+def _coco_captions(root: Path, split: str, transform, cache: FeatureCachePlan | None, rank: int,
+                   world_size: int) -> CocoCaptions:
+    data = CocoCaptions(root, split, transform)
+    if cache is not None:
+        data.token_store = cache.tokens_for(data)
+    return data
 
 
 def _shard_stream(sources: list[ShardSource], transform, cfg: DictConfig, rank: int, world_size: int) -> ShardStream:

@@ -139,8 +139,13 @@ class TrainDataConfig:
     resampled: bool = True  # shards drawn with replacement (else each pass reads every shard once)
     shuffle_buffer: int = 1000  # samples (raw bytes) shuffled within each DataLoader worker and source
     image_size: int = 224  # the training crop (segmentation: LSeg's 480)
-    crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound (caption formats)
+    crop_scale_min: float = 0.5  # RandomResizedCrop lower scale bound (caption formats; 1.0: no crop)
     hflip: bool = True
+    # PACL with frozen encoders: keep the frozen patch tokens and text embeddings (float16) on disk and read them
+    # in later epochs (feature_caching.py). The image side needs a deterministic transform (crop_scale_min 1.0,
+    # hflip false) and coco-format data; otherwise only texts are cached, and the log says why.
+    feature_cache: bool = False
+    feature_cache_dir: str | None = None  # None: <run.root>/feature_cache (keyed, shared by runs safely)
 
 
 @dataclass

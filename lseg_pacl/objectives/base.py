@@ -37,6 +37,7 @@ class ZeroShotObjective(L.LightningModule):
         self.templates = templates(self.cfg.eval.templates)
         self.val_benchmarks: list[tuple[str, tuple[str, ...]]] = []
         self.val_miou = nn.ModuleList()
+        self.feature_cache = None  # a FeatureCachePlan (feature_caching.py) set by the data builder, or None
 
     # ---- what an objective provides
     @property

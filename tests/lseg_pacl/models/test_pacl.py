@@ -1,16 +1,8 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility, patch_attention
-
-
-def direct_compatibility(patches, texts, temperature):
-    """The formula written out, materialising v for every (image, text) pair: [Bi, Bt, D]."""
-    sims = torch.einsum("itd,jd->ijt", F.normalize(patches, dim=-1), F.normalize(texts, dim=-1))
-    attn = torch.softmax(sims / temperature, dim=-1)
-    v = torch.einsum("ijt,itd->ijd", attn, patches)
-    return F.cosine_similarity(v, texts.unsqueeze(0).expand_as(v), dim=-1)
+from lseg_pacl.models.pacl import pacl_compatibility_direct as direct_compatibility
 
 
 @pytest.mark.parametrize("bi,bt,t,d,temp", [(3, 5, 7, 4, 0.1), (6, 2, 16, 32, 1.0), (1, 1, 3, 8, 0.05)])
@@ -24,13 +16,16 @@ def test_compatibility_equals_the_materialised_formula(bi, bt, t, d, temp):
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
 
 
-def test_compatibility_gradients_equal_the_materialised_formula():
+@pytest.mark.parametrize("chunk_elements", [1 << 24, 4 * 9 * 2, 1])  # one chunk; chunks of 2 texts; of 1
+def test_compatibility_gradients_equal_the_materialised_formula(chunk_elements):
     g = torch.Generator().manual_seed(0)
     p1 = torch.randn(4, 9, 6, generator=g, dtype=torch.float64, requires_grad=True)
     t1 = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     p2, t2 = p1.detach().clone().requires_grad_(), t1.detach().clone().requires_grad_()
     w = torch.randn(4, 5, generator=g, dtype=torch.float64)
-    (pacl_compatibility(p1, t1, 0.2) * w).sum().backward()
+    phi = pacl_compatibility(p1, t1, 0.2, chunk_elements=chunk_elements)
+    torch.testing.assert_close(phi, direct_compatibility(p2, t2, 0.2), rtol=1e-9, atol=1e-9)
+    (phi * w).sum().backward()
     (direct_compatibility(p2, t2, 0.2) * w).sum().backward()
     torch.testing.assert_close(p1.grad, p2.grad)
     torch.testing.assert_close(t1.grad, t2.grad)

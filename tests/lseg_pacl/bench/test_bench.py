@@ -24,4 +24,4 @@ def test_bench_writes_every_figure_with_its_unit_and_the_machine(tmp_path, capsy
 def test_unknown_suites_are_named(capsys):
     assert main(["bench", "suites=gpu_magic"]) == 2
     err = capsys.readouterr().err
-    assert "gpu_magic" in err and "known: data" in err
+    assert "gpu_magic" in err and "known: " in err and "pacl_loss" in err and "data" in err

@@ -1,7 +1,4 @@
-"""``lseg-pacl bench`` (``make bench``): speed figures measured side by side in one run, printed as a table
-and written to bench/results.json with their units and the machine they were measured on.
-
-Suite ``data``: images/s of the data pipelines (decode + augment, as training runs them) at the PACL recipe
+"""Suite ``data``: images/s of the data pipelines (decode + augment, as training runs them) at the PACL recipe
 (caption shards, random resized crop to 224) and the LSeg recipe (ADE20K layout, long side in [0.5, 2] x 520,
 480 crop), with 1 and 2 DataLoader workers. The inputs are generated at real sizes (COCO-like 640x480 JPEGs,
 ADE-like 683x512 image/mask pairs) in a temporary folder, so the bench needs no download.
@@ -10,9 +7,6 @@ ADE-like 683x512 image/mask pairs) in a temporary folder, so the bench needs no 
 from __future__ import annotations
 
 import io
-import json
-import os
-import platform
 import tarfile
 import tempfile
 import time
@@ -108,28 +102,3 @@ def data_suite(full: bool) -> dict[str, dict]:
             figures[f"data.{name}.images_per_s_2_workers"] = {"value": rates[2], "unit": "images/s"}
             figures[f"data.{name}.scaling_2_vs_1_workers"] = {"value": rates[2] / rates[1], "unit": "ratio"}
     return figures
-
-
-SUITES: dict[str, Callable[[bool], dict[str, dict]]] = {"data": data_suite}
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def run_bench(suites: list[str], out: Path, full: bool = False) -> dict:
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        raise ValueError(f"unknown bench suite(s) {unknown}; known: {', '.join(SUITES)}")
-    figures: dict[str, dict] = {}
-    for suite in suites:
-        figures.update(SUITES[suite](full))
-    results = {"machine": machine(), "full": full, "figures": figures}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    width = max(len(k) for k in figures)
-    for key, fig in figures.items():
-        print(f"{key:<{width}}  {fig['value']:10.2f} {fig['unit']}")
-    print(f"written: {out}")
-    return results

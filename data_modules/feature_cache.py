@@ -1,0 +1,192 @@
+"""Frozen-encoder outputs kept on disk, so that epochs after the first read features instead of decoding images
+and running the frozen CLIP.
+
+``TokenStore``: the patch tokens of every sample of a map-style dataset, float16, in one memory-mapped file
+[N, T, width] with one "filled" byte per sample. A sample's row is written once (by the training process that
+computed it) and read by the DataLoader workers from then on; each row is valid on its own, so a first epoch
+cut short (or split over DDP ranks) leaves a usable partial cache. ``TextStore``: text embeddings by string.
+
+Each store lives in a folder named after a digest of everything that determines its contents (the encoder's
+weights, the last block, the transform, the data's files); the folder's meta.json lists those inputs. A folder
+is created under a temporary name and renamed into place, so concurrent processes agree on one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def digest(obj: object) -> str:
+    """A short, stable name for a JSON-able description."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of a module's parameters and buffers (names, shapes, dtypes and values): the cache key's
+    "which weights", whatever file or tag they came from."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def files_digest(files: Iterable[Path]) -> str:
+    """Names, sizes and modification times of a dataset's files: a replaced image changes the key."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}:missing\n".encode())
+    return h.hexdigest()
+
+
+def _claim_folder(root: Path, key: dict, make: callable) -> Path:
+    """``root/<digest(key)>``, created by ``make(tmp_folder)`` under a temporary name when it does not exist."""
+    folder = root / digest(key)
+    if (folder / "meta.json").is_file():
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".creating-", dir=root))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as shared as its root
+    try:
+        make(tmp)
+        (tmp / "meta.json").write_text(json.dumps({"version": FORMAT_VERSION, **key}, indent=2, default=str))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process created it first: use theirs
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class TokenStore:
+    """Per-sample float16 patch tokens [n, tokens, width] in ``<root>/<digest(key)>/``."""
+
+    def __init__(self, root: str | Path, key: dict, n: int, tokens: int, width: int) -> None:
+        self.shape = (int(n), int(tokens), int(width))
+        full_key = {"kind": "patch_tokens", "shape": list(self.shape), "dtype": "float16", **key}
+
+        def make(folder: Path) -> None:
+            with open(folder / "tokens.f16", "wb") as f:  # sparse: only written rows take space
+                f.truncate(int(np.prod(self.shape)) * 2)
+            with open(folder / "filled.u8", "wb") as f:
+                f.truncate(self.shape[0])
+
+        self.folder = _claim_folder(Path(root), full_key, make)
+        self._tokens: np.memmap | None = None
+        self._filled: np.memmap | None = None
+
+    def __getstate__(self) -> dict:  # DataLoader workers open their own mappings
+        return {**self.__dict__, "_tokens": None, "_filled": None}
+
+    def _open(self) -> None:
+        if self._tokens is None:
+            self._tokens = np.memmap(self.folder / "tokens.f16", np.float16, "r+", shape=self.shape)
+            self._filled = np.memmap(self.folder / "filled.u8", np.uint8, "r+", shape=(self.shape[0],))
+
+    def has(self, index: int) -> bool:
+        self._open()
+        return bool(self._filled[index])
+
+    def filled(self) -> int:
+        self._open()
+        return int(np.count_nonzero(self._filled))
+
+    def read(self, index: int) -> torch.Tensor:
+        self._open()
+        return torch.from_numpy(np.array(self._tokens[index]))
+
+    def write(self, indices: Sequence[int], tokens: torch.Tensor) -> int:
+        """Store float16 ``tokens`` [k, T, width] for these samples; rows that are not finite in float16 stay
+        uncached. Returns how many rows were stored. The row is written before its flag, so a reader never
+        sees a flag without its row."""
+        self._open()
+        if tuple(tokens.shape[1:]) != self.shape[1:]:
+            raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not fit this cache {self.shape}")
+        rows = tokens.detach().to("cpu", torch.float16).numpy()
+        ok = np.isfinite(rows).all(axis=(1, 2))
+        for i, row, good in zip(indices, rows, ok, strict=True):
+            if good:
+                self._tokens[int(i)] = row
+        for i, good in zip(indices, ok, strict=True):
+            if good:
+                self._filled[int(i)] = 1
+        return int(ok.sum())
+
+    def flush(self) -> None:
+        if self._tokens is not None:
+            self._tokens.flush()
+            self._filled.flush()
+
+
+class TextStore:
+    """Float16 text embeddings by string, for one text encoder; ``save`` writes them to
+    ``<root>/<digest(key)>/texts.pt`` (tensors and strings only: read back with weights_only)."""
+
+    def __init__(self, root: str | Path, key: dict) -> None:
+        self.folder = _claim_folder(Path(root), {"kind": "text_embeddings", "dtype": "float16", **key},
+                                    lambda folder: None)
+        self.file = self.folder / "texts.pt"
+        self._rows: dict[str, int] = {}
+        self._table = torch.zeros(0, 0, dtype=torch.float16)
+        self._saved = 0
+        if self.file.is_file():
+            try:
+                saved = torch.load(self.file, map_location="cpu", weights_only=True)
+                self.add(list(saved["texts"]), saved["embeddings"])
+                self._saved = len(self._rows)
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                log.warning("text cache %s unreadable (%s): recomputing it", self.file, type(exc).__name__)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def missing(self, texts: Iterable[str]) -> list[str]:
+        """The distinct texts not yet stored, in first-seen order."""
+        return [t for t in dict.fromkeys(texts) if t not in self._rows]
+
+    def add(self, texts: Sequence[str], embeddings: torch.Tensor) -> None:
+        emb = embeddings.detach().to("cpu", torch.float16)
+        new = [(t, e) for t, e in zip(texts, emb, strict=True) if t not in self._rows]
+        if not new:
+            return
+        base = self._table.shape[0]
+        self._table = torch.cat([self._table.reshape(base, emb.shape[1]), torch.stack([e for _, e in new])])
+        for k, (t, _) in enumerate(new):
+            self._rows[t] = base + k
+
+    def get(self, texts: Sequence[str]) -> torch.Tensor:
+        """[len(texts), D] float16; every text must be stored (``missing`` says which are not)."""
+        return self._table[[self._rows[t] for t in texts]]
+
+    def save(self) -> None:
+        """Write the store when it grew (atomically: a temporary file renamed into place)."""
+        if len(self._rows) == self._saved:
+            return
+        texts = sorted(self._rows, key=self._rows.get)
+        tmp = self.file.with_name(f".texts.{os.getpid()}.tmp")
+        torch.save({"texts": texts, "embeddings": self._table}, tmp)
+        tmp.replace(self.file)
+        self._saved = len(texts)

@@ -1,0 +1,72 @@
+"""The on-disk stores of frozen features: rows round-trip in float16, keys separate caches, damage is not trusted."""
+
+import pickle
+
+import pytest
+import torch
+
+from data_modules.feature_cache import TextStore, TokenStore, files_digest, weights_digest
+
+
+def test_token_rows_round_trip_in_float16_and_survive_reopening(tmp_path):
+    store = TokenStore(tmp_path, {"model": "m"}, n=5, tokens=3, width=4)
+    rows = torch.randn(2, 3, 4)
+    assert store.write([1, 3], rows) == 2
+    assert [store.has(i) for i in range(5)] == [False, True, False, True, False]
+    assert torch.equal(store.read(3), rows[1].half())
+    again = pickle.loads(pickle.dumps(store))  # as a DataLoader worker receives it
+    assert again.has(1) and torch.equal(again.read(1), rows[0].half())
+    reopened = TokenStore(tmp_path, {"model": "m"}, n=5, tokens=3, width=4)
+    assert reopened.folder == store.folder and reopened.filled() == 2
+
+
+def test_another_key_or_shape_is_another_cache(tmp_path):
+    a = TokenStore(tmp_path, {"model": "m"}, n=5, tokens=3, width=4)
+    a.write([0], torch.ones(1, 3, 4))
+    assert TokenStore(tmp_path, {"model": "other"}, n=5, tokens=3, width=4).filled() == 0
+    assert TokenStore(tmp_path, {"model": "m"}, n=6, tokens=3, width=4).filled() == 0
+
+
+def test_rows_not_finite_in_float16_stay_uncached_and_shapes_are_checked(tmp_path):
+    store = TokenStore(tmp_path, {}, n=3, tokens=2, width=2)
+    rows = torch.ones(2, 2, 2)
+    rows[1, 0, 0] = 1e6  # beyond float16
+    assert store.write([0, 1], rows) == 1
+    assert store.has(0) and not store.has(1)
+    with pytest.raises(ValueError, match="do not fit"):
+        store.write([2], torch.ones(1, 3, 2))
+
+
+def test_text_store_keeps_embeddings_by_string_and_reloads_them(tmp_path):
+    store = TextStore(tmp_path, {"model": "m"})
+    emb = torch.randn(3, 8)
+    store.add(["a", "b", "c"], emb)
+    assert store.missing(["b", "d", "d", "e"]) == ["d", "e"]
+    assert torch.equal(store.get(["c", "a"]), emb[[2, 0]].half())
+    store.save()
+    again = TextStore(tmp_path, {"model": "m"})
+    assert len(again) == 3 and torch.equal(again.get(["b"]), emb[[1]].half())
+    assert len(TextStore(tmp_path, {"model": "other"})) == 0
+
+
+def test_a_damaged_text_store_is_recomputed_not_trusted(tmp_path, caplog):
+    store = TextStore(tmp_path, {"model": "m"})
+    store.add(["a"], torch.randn(1, 4))
+    store.save()
+    store.file.write_bytes(store.file.read_bytes()[:20])
+    assert len(TextStore(tmp_path, {"model": "m"})) == 0
+    assert "unreadable" in caplog.text
+
+
+def test_digests_follow_weights_and_files(tmp_path):
+    layer = torch.nn.Linear(3, 2)
+    before = weights_digest(layer)
+    assert weights_digest(layer) == before
+    with torch.no_grad():
+        layer.bias[0] += 1e-3
+    assert weights_digest(layer) != before
+    f = tmp_path / "x.jpg"
+    f.write_bytes(b"1234")
+    first = files_digest([f])
+    f.write_bytes(b"12345")
+    assert files_digest([f]) != first
