@@ -63,7 +63,7 @@ test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## speed figures, printed and written to bench/results.json: make bench ARGS="suites=data full=true"
+bench: $(STAMP) ## speed/memory figures (about 5 min on 2 CPU cores) -> bench/results.json: make bench ARGS="suites=pacl_loss full=true"
 	$(PY) -m lseg_pacl bench $(ARGS)
 
 lint: $(STAMP) ## ruff

@@ -118,7 +118,7 @@ class CocoCaptions(Dataset):
         if self.token_store is not None and self.token_store.has(index):
             return {**sample, "tokens": self.token_store.read(index)}
         try:
-            pixels = read_rgb(rec.file)
+            pixels = read_rgb(rec.file, reduction=getattr(self.transform, "max_decode_reduction", None))
         except BadSample as exc:
             return Skipped.of(exc)
         return {**sample, "image": seeded(self.transform, image=pixels)["image"]}

@@ -7,6 +7,8 @@ palette indices (never luminance); 16-bit masks keep their values (no uint8 wrap
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +28,23 @@ def _open(source: Path | bytes) -> Image.Image:
     return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
-def decode_rgb(source: Path | bytes, where: object = None) -> tuple[Image.Image, int]:
-    """(fully loaded RGB image with its pixels as stored, EXIF orientation 1..8; 1 when absent)."""
+Reduction = Callable[[int, int], float]  # (stored width, height) -> the largest linear shrink that loses nothing
+
+
+def decode_rgb(source: Path | bytes, where: object = None, reduction: Reduction | None = None) -> tuple[Image.Image, int]:
+    """(fully loaded RGB image with its pixels as stored, EXIF orientation 1..8; 1 when absent).
+
+    ``reduction``: a JPEG that may shrink by 2x or more is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's
+    DCT scaling, much cheaper than decoding in full), never below the size the rule allows."""
     where = where if where is not None else source
     if isinstance(source, Path) and not source.is_file():
         raise BadSample("missing_file", where)
     try:
         with _open(source) as img:
             orientation = int(img.getexif().get(ORIENTATION_TAG, 1) or 1)
+            factor = reduction(*img.size) if reduction is not None and img.format == "JPEG" else 1.0
+            if factor >= 2:
+                img.draft("RGB", (math.ceil(img.size[0] / factor), math.ceil(img.size[1] / factor)))
             img.load()
             rgb = img.convert("RGB")
     except _DECODE_ERRORS as exc:
@@ -46,9 +57,9 @@ def as_viewed(img: Image.Image, orientation: int) -> Image.Image:
     return img.transpose(_EXIF_TRANSPOSE[orientation]) if orientation in _EXIF_TRANSPOSE else img
 
 
-def read_rgb(source: Path | bytes, where: object = None) -> np.ndarray:
+def read_rgb(source: Path | bytes, where: object = None, reduction: Reduction | None = None) -> np.ndarray:
     """An RGB uint8 array with EXIF orientation applied (how caption writers saw the picture)."""
-    img, orientation = decode_rgb(source, where)
+    img, orientation = decode_rgb(source, where, reduction)
     return np.asarray(as_viewed(img, orientation))
 
 

@@ -31,7 +31,7 @@ from braceexpand import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, BadSample
-from data_modules.images import read_rgb
+from data_modules.images import Reduction, read_rgb
 from data_modules.nouns import extract_nouns
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -101,9 +101,10 @@ def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, d
         events.append(("bad_shard", f"{url} ({exc})"))
 
 
-def parse_sample(url: str, key: str, members: dict[str, bytes]) -> tuple[np.ndarray, str]:
+def parse_sample(url: str, key: str, members: dict[str, bytes], reduction: Reduction | None = None
+                 ) -> tuple[np.ndarray, str]:
     """(RGB pixels, caption) of one sample, or ``BadSample`` (missing member, undecodable image, empty or
-    non-UTF-8 caption)."""
+    non-UTF-8 caption); ``reduction`` lets a large JPEG decode at a reduced size (images.py)."""
     where = f"{url}:{key}"
     image_bytes = next((members[e] for e in IMAGE_EXTS if e in members), None)
     if image_bytes is None:
@@ -116,12 +117,12 @@ def parse_sample(url: str, key: str, members: dict[str, bytes]) -> tuple[np.ndar
         raise BadSample("caption_not_utf8", where) from None
     if not caption:
         raise BadSample("empty_caption", where)
-    return read_rgb(image_bytes, where), caption
+    return read_rgb(image_bytes, where, reduction), caption
 
 
 def decode_sample(url: str, key: str, members: dict[str, bytes], transform: Callable, aug_seed: int) -> dict:
     """One training sample (augmented with ``aug_seed``), or ``BadSample``."""
-    image, caption = parse_sample(url, key, members)
+    image, caption = parse_sample(url, key, members, getattr(transform, "max_decode_reduction", None))
     transform.set_random_seed(aug_seed)
     return {"image": transform(image=image)["image"], "caption": caption, "nouns": extract_nouns(caption),
             "key": key}

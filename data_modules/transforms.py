@@ -6,6 +6,7 @@ repeats the same augmentations in every worker.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import albumentations as A
@@ -17,18 +18,45 @@ from albumentations.pytorch import ToTensorV2
 from data_modules.benchmarks import IGNORE_INDEX
 
 
+class CaptionTransform:
+    """The caption training pipeline (called like an albumentations Compose), which also says how much smaller a
+    JPEG may be decoded without losing detail in its output (``max_decode_reduction``)."""
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,
+                 hflip: bool = True, reduced_decode: bool = True) -> None:
+        self.size, self.scale_min, self.reduced_decode = size, scale_min, reduced_decode
+        steps: list = [A.Resize(height=size, width=size) if scale_min >= 1.0
+                       else A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
+        if hflip:
+            steps.append(A.HorizontalFlip(p=0.5))
+        steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
+        self.compose = A.Compose(steps)
+
+    def __call__(self, **targets: np.ndarray) -> dict:
+        return self.compose(**targets)
+
+    def set_random_seed(self, seed: int) -> None:
+        self.compose.set_random_seed(seed)
+
+    def max_decode_reduction(self, width: int, height: int) -> float:
+        """The smallest crop this pipeline can take, over the output side: shrinking the decoded image by up to
+        this factor never makes a crop smaller than the output (no detail the output could show is lost)."""
+        if not self.reduced_decode:
+            return 1.0
+        if self.scale_min >= 1.0:
+            smallest = min(width, height)  # the whole image, each side resized to ``size``
+        else:  # a crop of area scale_min * W * H at aspect ratio 3:4 .. 4:3: its short side at least this
+            smallest = min(math.sqrt(0.75 * self.scale_min * width * height), width, height)
+        return max(1.0, smallest / self.size)
+
+
 def caption_train_transform(size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,
-                            hflip: bool = True) -> A.Compose:
+                            hflip: bool = True, reduced_decode: bool = True) -> CaptionTransform:
     """Random resized crop (+ flip) to a square of ``size``, normalised with the encoder's statistics.
 
     ``scale_min`` >= 1 means no cropping: the whole image resized to the square (what a crop of scale 1 gives for
     aspect ratios within 3:4..4:3), a deterministic transform when ``hflip`` is off too."""
-    steps: list = [A.Resize(height=size, width=size) if scale_min >= 1.0
-                   else A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
-    if hflip:
-        steps.append(A.HorizontalFlip(p=0.5))
-    steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
-    return A.Compose(steps)
+    return CaptionTransform(size, mean, std, scale_min, hflip, reduced_decode)
 
 
 def caption_transform_is_deterministic(scale_min: float, hflip: bool) -> bool:

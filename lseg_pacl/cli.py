@@ -98,10 +98,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def true_or_false(value: str) -> bool:
+    if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError(value)
+    return value.lower() in ("1", "true", "yes")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lseg_pacl.bench import SUITES, run_bench
 
-    opts = _kv(args.options, {"suites": str, "out": str, "full": lambda v: v.lower() in ("1", "true", "yes")})
+    words = [w.removeprefix("bench.") for w in args.options]  # bench.full=true reads like a config key
+    opts = _kv(words, {"suites": str, "out": str, "full": true_or_false})
     suites = opts.get("suites", ",".join(SUITES)).split(",")
     try:
         run_bench(suites, Path(opts.get("out", "bench/results.json")), opts.get("full", False))
@@ -202,8 +209,8 @@ def parser() -> argparse.ArgumentParser:
                                       "pred_dir=DIR [split=]")
     sc.add_argument("options", nargs="*")
     sc.set_defaults(func=cmd_score)
-    b = sub.add_parser("bench", help="speed figures to bench/results.json: lseg-pacl bench [suites=data] "
-                                     "[out=FILE] [full=true]")
+    b = sub.add_parser("bench", help="speed and memory figures to bench/results.json: lseg-pacl bench "
+                                     "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]")
     b.add_argument("options", nargs="*")
     b.set_defaults(func=cmd_bench)
     return p

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -41,14 +40,15 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_caption_shards(folder: Path, n: int, shards: int, rng: np.random.Generator) -> list[str]:
+def write_caption_shards(folder: Path, n: int, shards: int, rng: np.random.Generator,
+                         size: tuple[int, int] = (480, 640)) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     urls = []
     for s in range(shards):
         path = folder / f"{s:05d}.tar"
         with tarfile.open(path, "w") as tar:
             for i in range(s * n // shards, (s + 1) * n // shards):
-                for ext, data in (("jpg", jpeg_bytes(photo(rng, 480, 640))),
+                for ext, data in (("jpg", jpeg_bytes(photo(rng, *size))),
                                   ("txt", f"a dog and a cat on a sofa near a window {i}".encode())):
                     info = tarfile.TarInfo(f"{i:09d}.{ext}")
                     info.size = len(data)
@@ -79,19 +79,24 @@ def images_per_second(batches: Iterable[dict]) -> float:
     return count / (time.perf_counter() - start)
 
 
-def data_suite(full: bool) -> dict[str, dict]:
+def shard_loader(urls: list[str], transform, n: int, workers: int) -> DataLoader:
+    stream = ShardStream([ShardSource(tuple(urls))], transform, batch_size=16, samples_per_epoch=n,
+                         num_workers=workers, resampled=False, shuffle_buffer=64)
+    return DataLoader(stream, batch_size=None, num_workers=workers)
+
+
+def data_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
     n = 768 if full else 192
     figures: dict[str, dict] = {}
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         urls = write_caption_shards(Path(tmp) / "shards", n, shards=4, rng=rng)
+        web = write_caption_shards(Path(tmp) / "web", n // 2, shards=2, rng=rng, size=(960, 1280))
         write_ade_layout(Path(tmp), n, rng)
         pacl = caption_train_transform(224, CLIP_MEAN, CLIP_STD, scale_min=0.5)
         lseg = segmentation_train_transform(480, 520, (0.5,) * 3, (0.5,) * 3)
         runs: dict[str, Callable[[int], Iterable[dict]]] = {
-            "pacl_224_shards": lambda w: DataLoader(
-                ShardStream([ShardSource(tuple(urls))], pacl, batch_size=16, samples_per_epoch=n, num_workers=w,
-                            resampled=False, shuffle_buffer=64), batch_size=None, num_workers=w),
+            "pacl_224_shards": lambda w: shard_loader(urls, pacl, n, w),
             "lseg_480_ade20k": lambda w: DataLoader(
                 SegmentationSet("ade20k", tmp, "training", lseg), batch_size=8, num_workers=w,
                 collate_fn=collate_segmentation),
@@ -101,4 +106,16 @@ def data_suite(full: bool) -> dict[str, dict]:
             figures[f"data.{name}.images_per_s_per_worker"] = {"value": rates[1], "unit": "images/s"}
             figures[f"data.{name}.images_per_s_2_workers"] = {"value": rates[2], "unit": "images/s"}
             figures[f"data.{name}.scaling_2_vs_1_workers"] = {"value": rates[2] / rates[1], "unit": "ratio"}
+        # Reduced-size JPEG decoding (images.py), on and off side by side, 1 worker: web-sized 1280x960 images at
+        # the PACL recipe, and COCO-sized 640x480 ones without cropping (the cacheable recipe).
+        for name, files, scale_min in (("web_1280_crop", web, 0.5), ("coco_640_nocrop", urls, 1.0)):
+            rates = {}
+            for reduced in (False, True):
+                t = caption_train_transform(224, CLIP_MEAN, CLIP_STD, scale_min=scale_min, hflip=False,
+                                            reduced_decode=reduced)
+                rates[reduced] = images_per_second(shard_loader(files, t, n // 2, 1))
+            figures[f"data.pacl_224_{name}.images_per_s_full_decode"] = {"value": rates[False], "unit": "images/s"}
+            figures[f"data.pacl_224_{name}.images_per_s_reduced_decode"] = {"value": rates[True], "unit": "images/s"}
+            figures[f"data.pacl_224_{name}.reduced_decode_speedup"] = {"value": rates[True] / rates[False],
+                                                                       "unit": "x"}
     return figures

@@ -92,7 +92,7 @@ def test_nothing_cacheable_turns_the_cache_off_with_the_reason(tiny, over, reaso
 def test_a_cached_run_reads_no_image_after_its_first_epoch(tiny, tmp_path, monkeypatch):
     reads = []
     real = captions.read_rgb
-    monkeypatch.setattr(captions, "read_rgb", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(captions, "read_rgb", lambda path, **kw: reads.append(path) or real(path, **kw))
     args = [*tiny, "model.clip.pretrained=null", "data.train.hflip=false", "data.train.feature_cache=true",
             f"data.train.feature_cache_dir={tmp_path / 'fc'}", "trainer.max_steps=18"]  # 3 epochs of 6 batches
     assert main(["train", "demo_pacl", *args]) == 0

@@ -1,0 +1,40 @@
+"""Each bench suite, at a small size: every figure has a unit and a positive value, and each ratio is the ratio of
+the figures measured beside it in the same run."""
+
+import pytest
+
+from lseg_pacl.bench.evaluation import eval_suite
+from lseg_pacl.bench.feature_cache import feature_cache_suite
+from lseg_pacl.bench.text import text_suite
+
+
+def check(figures: dict) -> None:
+    for key, fig in figures.items():
+        assert fig["unit"] and fig["value"] > 0, key
+
+
+@pytest.mark.slow
+def test_feature_cache_suite_compares_cached_and_uncached_epochs(tmp_path):
+    figures = feature_cache_suite(False, "cpu", train_images=256, vitb16=False)
+    check(figures)
+    assert figures["feature_cache.speedup"]["value"] == pytest.approx(
+        figures["feature_cache.demo_epoch_s_without_cache"]["value"]
+        / figures["feature_cache.demo_epoch_s_with_cache"]["value"])
+    assert figures["feature_cache.speedup"]["value"] > 1  # two steps per epoch, each cached step skips the ViT
+
+
+@pytest.mark.slow
+def test_text_suite_times_truncation_and_the_label_set_cache():
+    figures = text_suite(False, "cpu", model="lseg-tiny-vit")
+    check(figures)
+    assert figures["text.truncation_speedup"]["value"] == pytest.approx(
+        figures["text.encode_s_full_context_128"]["value"] / figures["text.encode_s_truncated_128"]["value"])
+    assert figures["text.ade150_pacl7_cached_s"]["value"] < figures["text.ade150_pacl7_s"]["value"]
+
+
+@pytest.mark.slow
+def test_eval_suite_measures_every_protocol_shape():
+    figures = eval_suite(False, "cpu", vitb16=False)
+    check(figures)
+    assert {k.split("_")[1] for k in figures} == {"whole", "slide", "multiscale"}
+    assert figures["eval.demo_whole_images_per_s"]["value"] > figures["eval.demo_multiscale_images_per_s"]["value"]
