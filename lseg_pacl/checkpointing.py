@@ -1,29 +1,215 @@
-"""Where a run's checkpoints go: last.ckpt, always the newest state, and the best by val/mIoU.
+"""A run's checkpoints: written so that a crash at any moment leaves an intact one, verified before use.
 
-Lightning's ModelCheckpoint writes ``last`` only together with a new best when it monitors a metric, so a resume
-would go back to the best step; this callback writes last.ckpt at every epoch end and validation end instead.
+Every save (ours and Lightning's ModelCheckpoint alike, through ``SafeCheckpointIO``) writes a temporary file in
+the checkpoint's own directory, fsyncs it, renames it into place, fsyncs the directory, and only then writes a
+small manifest beside it (``<name>.manifest.json``: step, size, sha256), also atomically. A checkpoint counts
+only when its manifest matches its bytes, so a truncated, empty, altered or half-renamed file is never loaded.
+A failed save (disk full, permissions) is an error (``CheckpointError``) and leaves the previous files as they
+were.
+
+``last.ckpt`` is always the newest state (written at each epoch end, validation end and preemption); before it
+is replaced, the previous one is kept as ``last-step<N>.ckpt`` and only the newest ``keep_last`` of those
+states are kept. Resume takes the newest verified checkpoint and says which newer ones it passed over.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from lseg_pacl.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
 LAST = "last.ckpt"
+MANIFEST = ".manifest.json"
+_PREVIOUS = re.compile(r"last-step(\d+)\.ckpt$")
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory.
+    On any failure the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + MANIFEST)
+
+
+def write_manifest(path: Path, step: int) -> None:
+    entry = {"file": Path(path).name, "step": int(step), "size": Path(path).stat().st_size,
+             "sha256": sha256_of(path)}
+    write_atomic(manifest_path(path), lambda f: f.write(json.dumps(entry).encode()))
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        entry = json.loads(manifest_path(path).read_text())
+        return entry if isinstance(entry, dict) and isinstance(entry.get("step"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def verify(path: Path) -> str | None:
+    """None when ``path`` matches its manifest, else why not."""
+    path = Path(path)
+    entry = read_manifest(path)
+    if entry is None:
+        return "no readable manifest (the save did not finish)"
+    if not path.is_file():
+        return "file missing"
+    if path.stat().st_size != entry.get("size"):
+        return f"size {path.stat().st_size} != {entry.get('size')} in its manifest (truncated or replaced)"
+    if sha256_of(path) != entry.get("sha256"):
+        return "checksum differs from its manifest (altered or corrupted)"
+    return None
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Move a checkpoint and its manifest (the manifest after the file: a crash between leaves it unverified)."""
+    os.replace(src, dst)
+    if manifest_path(src).exists():
+        os.replace(manifest_path(src), manifest_path(dst))
+    _fsync_dir(dst.parent)
+
+
+def remove(path: Path) -> None:
+    """Remove a checkpoint's manifest first (so that it stops counting), then the file."""
+    manifest_path(path).unlink(missing_ok=True)
+    Path(path).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------ Lightning
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer and reader, made atomic and verified (see the module doc); tensors-only
+    loading (``weights_only=True``) whatever the caller asks."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, lambda f: torch.save(checkpoint, f))
+            write_manifest(path, int(checkpoint.get("global_step", 0)))
+        except OSError as exc:
+            remove_manifest = manifest_path(path)
+            if remove_manifest.exists() and verify(path) is not None:
+                remove_manifest.unlink(missing_ok=True)
+            raise CheckpointError(f"could not write checkpoint {path}: {exc}. The checkpoints already in "
+                                  f"{path.parent} are unchanged; free space or fix permissions and resume.") from None
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        problem = verify(Path(path)) if read_manifest(Path(path)) is not None else None
+        if problem:
+            raise CheckpointError(f"refusing to load {path}: {problem}")
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a pickle payload, a truncated file: never loaded
+            raise CheckpointError(f"{path} cannot be read as a tensors-only checkpoint ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    def remove_checkpoint(self, path: Any) -> None:
+        remove(Path(path))
+
+
+def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
+    """Every checkpoint in ``directory`` that has a manifest, newest step first (last.ckpt before a tie)."""
+    found = []
+    for path in Path(directory).glob("*.ckpt"):
+        entry = read_manifest(path)
+        if entry is not None:
+            found.append((entry["step"], path.name == LAST, path))
+    return [(step, path) for step, _, path in sorted(found, key=lambda t: (t[0], t[1]), reverse=True)]
+
+
+def resume_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint whose manifest verifies; a warning for each newer one passed over."""
+    for step, path in checkpoints_by_step(directory):
+        problem = verify(path)
+        if problem is None:
+            return path
+        log.warning("not resuming from %s (step %d): %s; trying the previous checkpoint", path, step, problem)
+    return None
 
 
 class SaveLast(Callback):
-    """Write ``<dir>/last.ckpt`` at each epoch end and validation end during fit (the newest state)."""
+    """Write ``<dir>/last.ckpt`` at each epoch end and validation end during fit (the newest state); the state it
+    replaces becomes ``last-step<N>.ckpt``, and only the newest ``keep_last`` states are kept."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = Path(directory) / LAST
+    def __init__(self, directory: Path, keep_last: int = 2) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LAST
+        self.keep_last = max(1, int(keep_last))
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Save the current state (every rank calls this; rank 0 writes)."""
+        if trainer.is_global_zero and self.path.exists():
+            entry = read_manifest(self.path)
+            if entry is not None and entry["step"] == trainer.global_step:
+                pass  # this very state is already last.ckpt: it is rewritten in place
+            elif entry is not None and verify(self.path) is None:
+                _move(self.path, self.directory / f"last-step{entry['step']}.ckpt")
+        trainer.save_checkpoint(self.path)
+        if trainer.is_global_zero:
+            self._prune()
+
+    def _prune(self) -> None:
+        previous = sorted(((int(m.group(1)), p) for p in self.directory.glob("last-step*.ckpt")
+                           if (m := _PREVIOUS.search(p.name))), reverse=True)
+        for _, path in previous[self.keep_last - 1:]:
+            remove(path)
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.global_step == 0:
             return
-        trainer.save_checkpoint(self.path)
+        self.save(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
@@ -32,8 +218,8 @@ class SaveLast(Callback):
         self._save(trainer)
 
 
-def checkpoint_callbacks(directory: Path) -> list[Callback]:
-    """last.ckpt (newest) and best-step<N>.ckpt (best val/mIoU so far)."""
+def checkpoint_callbacks(directory: Path, keep_last: int = 2) -> list[Callback]:
+    """last.ckpt (newest, with the previous states kept) and best-step<N>.ckpt (best val/mIoU so far)."""
     best = ModelCheckpoint(dirpath=directory, filename="best-step{step}", auto_insert_metric_name=False,
                            monitor="val/mIoU", mode="max", save_top_k=1, save_last=False)
-    return [SaveLast(directory), best]
+    return [SaveLast(directory, keep_last), best]

@@ -242,6 +242,7 @@ class RunConfig:
     dir: str | None = None  # an explicit run directory instead
     id: str | None = None  # set by the runner (also the W&B run id)
     experiment: str | None = None  # set by the loader
+    keep_last: int = 2  # training states kept: last.ckpt and the newest keep_last - 1 before it (checkpointing.py)
 
 
 @dataclass

@@ -31,3 +31,16 @@ class TrainingDivergedError(UserError):
     """The loss stayed non-finite for too many steps in a row."""
 
     exit_code = 5
+
+
+class CheckpointError(UserError):
+    """A checkpoint could not be written (the previous ones are intact) or is not safe to load."""
+
+    exit_code = 6
+
+
+class Preempted(UserError):
+    """SIGTERM or SIGUSR1 arrived: the run saved its state at a step boundary and stopped; ``resume`` continues
+    it. The exit code is EX_TEMPFAIL ("try again"), which the SLURM script answers with a requeue."""
+
+    exit_code = 75

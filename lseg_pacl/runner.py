@@ -21,10 +21,12 @@ from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from lseg_pacl.builders import build_train_data, check_inputs
-from lseg_pacl.checkpointing import LAST, checkpoint_callbacks
+from lseg_pacl.checkpointing import LAST, SafeCheckpointIO, SaveLast, checkpoint_callbacks, checkpoints_by_step
+from lseg_pacl.checkpointing import resume_checkpoint
 from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
 from lseg_pacl.data_hooks import DataEpoch, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
@@ -77,10 +79,27 @@ def experiment_root(cfg: DictConfig) -> Path:
     return Path(cfg.run.root) / cfg.run.experiment
 
 
+def _has_checkpoint(run_dir: Path) -> bool:
+    folder = run_dir / "checkpoints"
+    return bool(checkpoints_by_step(folder)) or (folder / LAST).is_file()
+
+
 def _has_progress(run_dir: Path) -> bool:
     """A run (or a pipeline stage of it) that saved a checkpoint or finished."""
-    return (run_dir / "checkpoints" / LAST).is_file() or any(run_dir.glob(f"*/checkpoints/{LAST}")) or any(
+    return _has_checkpoint(run_dir) or any(_has_checkpoint(p.parent) for p in run_dir.glob("*/config.yaml")) or any(
         run_dir.glob("*/summary.json"))
+
+
+def checkpoint_to_resume(run_dir: Path) -> Path:
+    """The newest intact checkpoint of a run (checkpointing.py); an error when there is none."""
+    folder = run_dir / "checkpoints"
+    found = resume_checkpoint(folder)
+    if found is not None:
+        return found
+    if (folder / LAST).is_file() and not checkpoints_by_step(folder):  # written before checkpoints had manifests
+        log.warning("resuming from %s, which has no manifest to verify it against", folder / LAST)
+        return folder / LAST
+    raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {folder}")
 
 
 def newest_run(root: Path) -> Path | None:
@@ -196,8 +215,11 @@ def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwarg
     """Lightning's Trainer with the data callbacks (epoch to the data, bad-sample counting); a value Lightning
     rejects is a config error naming the trainer.* section."""
     callbacks = [*(callbacks or []), DataEpoch(), SkipMonitor(max_bad_fraction)]
+    plugins = [SafeCheckpointIO()]
+    if SLURMEnvironment.detect():  # our preemption handler saves and exits; Lightning's own requeue stays off
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     try:  # our DataModules shard by rank themselves: validation without Lightning's padding (data_modules/samplers)
-        return L.Trainer(callbacks=callbacks, use_distributed_sampler=False, **kwargs)
+        return L.Trainer(callbacks=callbacks, use_distributed_sampler=False, plugins=plugins, **kwargs)
     except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
 
@@ -205,8 +227,7 @@ def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwarg
 def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     """Train one experiment in ``run_dir``; returns the final metrics (validated on the final weights)."""
     last = run_dir / "checkpoints" / LAST
-    if resume and not last.is_file():
-        raise MissingInputError(f"nothing to resume in {run_dir}: {last} does not exist")
+    start = checkpoint_to_resume(run_dir) if resume else None
     if cfg.model.clip.pretrained == PREVIOUS_STAGE:
         raise ConfigError(f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; pass "
                           f"a CLIP checkpoint file instead")
@@ -214,12 +235,12 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module)
-    callbacks = checkpoint_callbacks(run_dir / "checkpoints")
+    callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
     trainer = make_trainer(cfg.data.max_bad_fraction, [*callbacks, LearningRateMonitor(logging_interval="step")],
                            **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    trainer.save_checkpoint(last)  # the final state, the one summary.json reports
+    trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
+    next(c for c in callbacks if isinstance(c, SaveLast)).save(trainer)  # the final state, summary.json's
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
@@ -265,7 +286,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: b
             if previous is None:
                 raise ConfigError(f"stage {stage} takes the previous stage's weights, but it is the first stage")
             links.append(f"model.clip.pretrained={previous}")
-        stage_resume = resume and (stage_dir / "checkpoints" / "last.ckpt").is_file()
+        stage_resume = resume and _has_checkpoint(stage_dir)
         if stage_resume:
             stage_cfg = merge_overrides(load_saved(stage_dir / "config.yaml"), stage_overrides)
         else:
