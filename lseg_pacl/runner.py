@@ -25,8 +25,14 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from lseg_pacl.builders import build_train_data, check_inputs
-from lseg_pacl.checkpointing import LAST, SafeCheckpointIO, SaveLast, checkpoint_callbacks, checkpoints_by_step
-from lseg_pacl.checkpointing import resume_checkpoint
+from lseg_pacl.checkpointing import (
+    LAST,
+    SafeCheckpointIO,
+    SaveLast,
+    checkpoint_callbacks,
+    checkpoints_by_step,
+    resume_checkpoint,
+)
 from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
 from lseg_pacl.data_hooks import DataEpoch, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
