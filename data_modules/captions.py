@@ -24,7 +24,7 @@ from data_modules.bad_samples import BadSample, Skipped, collate_with_events
 from data_modules.feature_cache import TokenStore
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
-from data_modules.samplers import place_of, train_sampler
+from data_modules.samplers import place_of, sample_generator, train_loader
 from data_modules.shards import ShardStream
 from data_modules.transforms import seeded
 
@@ -100,18 +100,23 @@ class CocoCaptions(Dataset):
     as ``tokens`` instead of ``image``, and its image is not read at all."""
 
     def __init__(self, root: str | Path, split: str, transform: Callable,
-                 token_store: TokenStore | None = None) -> None:
+                 token_store: TokenStore | None = None, seed: int = 0) -> None:
         self.root = Path(root)
         self.records = read_coco_captions(self.root, split)
         self.transform = transform
         self.token_store = token_store
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict | Skipped:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | Skipped:
+        """``key``: an index, or (epoch, index) from the training sampler, which fixes the sample's random draws
+        (caption, augmentation) as a function of (seed, epoch, index)."""
+        g = sample_generator(self.seed, key) if isinstance(key, tuple) else None
+        index = key[1] if isinstance(key, tuple) else key
         rec = self.records[index]
-        pick = int(torch.randint(len(rec.captions), ()).item())
+        pick = int(torch.randint(len(rec.captions), (), generator=g).item())
         caption, nouns = rec.captions[pick], rec.nouns[pick]
         sample = {"caption": caption, "nouns": list(nouns) if nouns is not None else extract_nouns(caption),
                   "index": index}
@@ -121,7 +126,7 @@ class CocoCaptions(Dataset):
             pixels = read_rgb(rec.file, reduction=getattr(self.transform, "max_decode_reduction", None))
         except BadSample as exc:
             return Skipped.of(exc)
-        return {**sample, "image": seeded(self.transform, image=pixels)["image"]}
+        return {**sample, "image": seeded(self.transform, g, image=pixels)["image"]}
 
     def all_texts(self) -> tuple[list[str], list[str]]:
         """(every caption, every distinct noun) this dataset can produce: what a text cache is filled with."""
@@ -193,10 +198,7 @@ class CaptionDataModule(L.LightningDataModule):
             # fresh workers each epoch, so that each sees the epoch just set
             return DataLoader(self.train_set, batch_size=None, num_workers=self.num_workers,
                               persistent_workers=False)
-        sampler = train_sampler(self.train_set, *place_of(self), seed=self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
-                          drop_last=True, num_workers=self.num_workers, collate_fn=collate_captions,
-                          persistent_workers=self.num_workers > 0)
+        return train_loader(self.train_set, self, self.seed, self.batch_size, self.num_workers, collate_captions)
 
     def val_dataloader(self) -> list[DataLoader]:
         if self.val is None:

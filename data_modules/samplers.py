@@ -1,4 +1,4 @@
-"""Samplers for several processes: evaluation without padding, training shuffled per epoch.
+"""Samplers: evaluation without padding under several processes; training shuffled per epoch and resumable.
 
 Lightning's automatic DistributedSampler pads an evaluation set to a multiple of the world size with repeated
 images, which changes mIoU; here each rank takes every world-th image (rank, rank + world, ...) and nothing is
@@ -9,9 +9,11 @@ so single-process runs are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Callable, Iterator
 
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class EvalShardSampler(Sampler[int]):
@@ -47,11 +49,89 @@ def eval_batches(dataset: Dataset, batch_size: int, rank: int, world_size: int) 
     return EvalShardBatches(len(dataset), batch_size, rank, world_size) if world_size > 1 else None
 
 
-def train_sampler(dataset: Dataset, rank: int, world_size: int, seed: int) -> Sampler | None:
-    """Shuffled, equal share per rank (drop_last), reshuffled each epoch (Lightning calls set_epoch)."""
-    if world_size == 1:
-        return None
-    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+def mix(*values: int) -> int:
+    """One 63-bit seed from several integers (seed, epoch, index, rank, step ...), stable across runs."""
+    h = hashlib.blake2b(digest_size=8)
+    for v in values:
+        h.update(int(v).to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def sample_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
+    """The random stream of one training sample in one epoch (caption draw, augmentation): a function of
+    (seed, epoch, index) alone, so that a resumed run draws exactly what an uninterrupted one would."""
+    return torch.Generator().manual_seed(mix(seed, *key))
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Training order for map-style data: yields (epoch, index) keys, a permutation drawn from (seed, epoch), this
+    rank's equal share (every world-th of the first len - len % world, as DistributedSampler with drop_last).
+
+    The epoch is read from ``epoch_of()`` when an iteration starts (the Trainer's epoch counter: right after a
+    resume and with persistent workers, unlike set_epoch). ``skip_next(epoch, n)`` passes over the first ``n``
+    samples of that epoch once: the part of it a resumed run had already trained on."""
+
+    def __init__(self, size: int, rank: int, world_size: int, seed: int, epoch_of: Callable[[], int]) -> None:
+        self.size, self.rank, self.world_size, self.seed = size, rank, world_size, seed
+        self.epoch_of = epoch_of
+        self._skip: tuple[int, int] | None = None
+
+    def skip_next(self, epoch: int, samples: int) -> None:
+        self._skip = (epoch, samples)
+
+    def order(self, epoch: int) -> list[int]:
+        perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(mix(self.seed, epoch))).tolist()
+        usable = self.size - self.size % self.world_size
+        return perm[self.rank:usable:self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = int(self.epoch_of())
+        start = self._skip[1] if self._skip is not None and self._skip[0] == epoch else 0
+        self._skip = None
+        return iter([(epoch, i) for i in self.order(epoch)[start:]])
+
+    def __len__(self) -> int:
+        return self.size // self.world_size
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader whose position within an epoch is saved in checkpoints (Lightning stores the
+    ``state_dict`` of a loader that has one) and restored: a run resumed mid-epoch continues with the next batch
+    an uninterrupted run would have taken. The position is the Trainer's count of completed batches, not what
+    the workers have prefetched."""
+
+    def __init__(self, dataset: Dataset, sampler: EpochSampler, batches_done: Callable[[], int], **kwargs) -> None:
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self.batches_done = batches_done
+
+    def state_dict(self) -> dict:
+        return {"epoch": int(self.sampler.epoch_of()), "batches": int(self.batches_done()),
+                "batch_size": int(self.batch_size)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("batch_size") != self.batch_size:
+            raise ValueError(f"the checkpoint's batch size {state.get('batch_size')} differs from this run's "
+                             f"{self.batch_size}: its position in the epoch cannot be restored")
+        self.sampler.skip_next(int(state["epoch"]), int(state["batches"]) * self.batch_size)
+
+
+def train_loader(dataset: Dataset, module, seed: int, batch_size: int, num_workers: int,
+                 collate_fn: Callable) -> ResumableLoader:
+    """The shuffled, resumable training DataLoader of a map-style set for this process (``module``: the
+    DataModule, attached to its Trainer or not yet)."""
+    rank, world_size = place_of(module)
+
+    def epoch() -> int:
+        trainer = getattr(module, "trainer", None)
+        return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+
+    def batches_done() -> int:
+        trainer = getattr(module, "trainer", None)
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer is not None else 0
+
+    sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch)
+    return ResumableLoader(dataset, sampler, batches_done, batch_size=batch_size, drop_last=True,
+                           num_workers=num_workers, collate_fn=collate_fn, persistent_workers=num_workers > 0)
 
 
 def place_of(module) -> tuple[int, int]:

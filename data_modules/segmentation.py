@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
 from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
 from data_modules.images import as_viewed, decode_rgb, read_label_png
-from data_modules.samplers import eval_batches, place_of, train_sampler
+from data_modules.samplers import eval_batches, place_of, sample_generator, train_loader
 from data_modules.transforms import seeded
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
@@ -58,7 +58,7 @@ class SegmentationSet(Dataset):
     """(image, mask) samples of one benchmark split; bad ones come back as ``Skipped``."""
 
     def __init__(self, name: str, root: str | Path, split: str | None, transform: Callable,
-                 max_images: int | None = None, augment: bool = False) -> None:
+                 max_images: int | None = None, augment: bool = False, seed: int = 0) -> None:
         self.bench: Benchmark = benchmark(name)
         self.dir = dataset_dir(self.bench, root)
         self.split = split or self.bench.default_split
@@ -68,6 +68,7 @@ class SegmentationSet(Dataset):
                                     f"{self.bench.expected_layout(self.split)}")
         self.class_names = self.bench.class_names(self.dir)
         self.transform, self.augment = transform, augment  # augment: a random transform, seeded per sample
+        self.seed = seed
         pairs = self.bench.pairs(self.dir, self.split)
         if not pairs:
             raise FileNotFoundError(f"{name} ({self.split}) under {self.dir} lists no images. Expected layout:\n"
@@ -83,13 +84,17 @@ class SegmentationSet(Dataset):
         pair = self.pairs[index]
         return load_pair(pair, self._luts[pair.converted])
 
-    def __getitem__(self, index: int) -> dict | Skipped:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | Skipped:
+        """``key``: an index, or (epoch, index) from the training sampler (augmentation drawn from seed, epoch
+        and index)."""
+        index = key[1] if isinstance(key, tuple) else key
         try:
             loaded = self.load(index)
         except BadSample as exc:
             return Skipped.of(exc)
         if self.augment:
-            out = seeded(self.transform, image=loaded.image, mask=loaded.mask)
+            g = sample_generator(self.seed, key) if isinstance(key, tuple) else None
+            out = seeded(self.transform, g, image=loaded.image, mask=loaded.mask)
         else:
             out = self.transform(image=loaded.image, mask=loaded.mask)
         return {"image": out["image"], "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long),
@@ -128,7 +133,7 @@ class SegmentationDataModule(L.LightningDataModule):
                              for name, root in self.roots.items()]
         if self.train is not None and self.train_set is None:
             name, root, split, transform = self.train
-            self.train_set = SegmentationSet(name, root, split, transform, augment=True)
+            self.train_set = SegmentationSet(name, root, split, transform, augment=True, seed=self.seed)
 
     @property
     def val_benchmarks(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -142,10 +147,8 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.train_set.class_names
 
     def train_dataloader(self) -> DataLoader:
-        sampler = train_sampler(self.train_set, *place_of(self), seed=self.seed)
-        return DataLoader(self.train_set, batch_size=self.train_batch_size, shuffle=sampler is None,
-                          sampler=sampler, drop_last=True, num_workers=self.num_workers,
-                          collate_fn=collate_segmentation, persistent_workers=self.num_workers > 0)
+        return train_loader(self.train_set, self, self.seed, self.train_batch_size, self.num_workers,
+                            collate_segmentation)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [val_loader(s, self.batch_size, self.num_workers, *place_of(self)) for s in self.val_sets]

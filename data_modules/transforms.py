@@ -96,11 +96,12 @@ def normalize_transform(mean: Sequence[float], std: Sequence[float]) -> A.Compos
     return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()])
 
 
-def sample_seed() -> int:
-    """A seed for one sample, drawn from torch's RNG (seeded per run, per worker and per epoch by Lightning)."""
-    return int(torch.randint(0, 2**31 - 1, ()).item())
+def sample_seed(generator: torch.Generator | None = None) -> int:
+    """A seed for one sample: from its own generator (training: a function of seed, epoch and index), else from
+    torch's RNG (seeded per run, per worker and per epoch by Lightning)."""
+    return int(torch.randint(0, 2**31 - 1, (), generator=generator).item())
 
 
-def seeded(transform: A.Compose, **targets: np.ndarray) -> dict:
-    transform.set_random_seed(sample_seed())
+def seeded(transform: A.Compose, generator: torch.Generator | None = None, **targets: np.ndarray) -> dict:
+    transform.set_random_seed(sample_seed(generator))
     return transform(**targets)

@@ -102,7 +102,7 @@ def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataM
         where = "data.train.shards"
     else:
         root = train_root(cfg)
-        make_train = partial(_coco_captions, root, t.split, transform, module.feature_cache)
+        make_train = partial(_coco_captions, root, t.split, transform, module.feature_cache, cfg.seed)
         where = f"{root} (data.train.root)"
     data = CaptionDataModule(make_train, cfg.data.batch_size, cfg.data.num_workers, val=build_val_data(cfg, module),
                              seed=cfg.seed)
@@ -113,9 +113,9 @@ def build_train_data(cfg: DictConfig, module: ZeroShotObjective) -> CaptionDataM
     return data
 
 
-def _coco_captions(root: Path, split: str, transform, cache: FeatureCachePlan | None, rank: int,
+def _coco_captions(root: Path, split: str, transform, cache: FeatureCachePlan | None, seed: int, rank: int,
                    world_size: int) -> CocoCaptions:
-    data = CocoCaptions(root, split, transform)
+    data = CocoCaptions(root, split, transform, seed=seed)
     if cache is not None:
         data.token_store = cache.tokens_for(data)
     return data

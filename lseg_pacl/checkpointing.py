@@ -180,7 +180,7 @@ def resume_checkpoint(directory: Path) -> Path | None:
 
 
 class SaveLast(Callback):
-    """Write ``<dir>/last.ckpt`` at each epoch end and validation end during fit (the newest state); the state it
+    """Write ``<dir>/last.ckpt`` after each epoch's last batch and at validation end during fit (the newest state); the state it
     replaces becomes ``last-step<N>.ckpt``, and only the newest ``keep_last`` states are kept."""
 
     def __init__(self, directory: Path, keep_last: int = 2) -> None:
@@ -214,8 +214,12 @@ class SaveLast(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer)
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+                           ) -> None:
+        """The epoch's last batch (not on_train_epoch_end: Lightning has counted the epoch as processed by then,
+        and a run resumed from there would skip the next epoch's data)."""
+        if batch_idx + 1 == trainer.num_training_batches:
+            self._save(trainer)
 
 
 def checkpoint_callbacks(directory: Path, keep_last: int = 2) -> list[Callback]:

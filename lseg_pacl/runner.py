@@ -37,6 +37,7 @@ from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
 from lseg_pacl.data_hooks import DataEpoch, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import build_objective
+from lseg_pacl.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def _has_progress(run_dir: Path) -> bool:
 def checkpoint_to_resume(run_dir: Path) -> Path:
     """The newest intact checkpoint of a run (checkpointing.py); an error when there is none."""
     folder = run_dir / "checkpoints"
+    for stale in folder.glob(".*.tmp"):  # a save that was killed before its rename
+        stale.unlink(missing_ok=True)
     found = resume_checkpoint(folder)
     if found is not None:
         return found
@@ -242,7 +245,8 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
-    trainer = make_trainer(cfg.data.max_bad_fraction, [*callbacks, LearningRateMonitor(logging_interval="step")],
+    trainer = make_trainer(cfg.data.max_bad_fraction,
+                           [*callbacks, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed)],
                            **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)

@@ -1,0 +1,107 @@
+"""A run killed with SIGKILL (a real subprocess) at any step, or while writing a checkpoint, and resumed ends
+bit-identical to an uninterrupted run: weights, optimizer and scheduler state, step counters."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import WORLD
+
+LAUNCHER = textwrap.dedent('''
+    import os, signal, sys
+    import lseg_pacl.checkpointing as ckpt
+    import lseg_pacl.runner as runner
+    from lightning.pytorch.callbacks import Callback
+    from lseg_pacl.cli import main
+
+    kill_step = int(os.environ.get("KILL_AT_STEP", "-1"))
+    kill_save, how = int(os.environ.get("KILL_IN_SAVE", "-1")), os.environ.get("KILL_HOW", "")
+
+    class KillAt(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == kill_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    real_callbacks, real_manifest, real_write = runner.checkpoint_callbacks, ckpt.write_manifest, ckpt.write_atomic
+    runner.checkpoint_callbacks = lambda *a: [*real_callbacks(*a), KillAt()]
+    saves = []
+
+    def write_atomic(path, write):
+        if str(path).endswith(".ckpt"):
+            saves.append(path)
+            if len(saves) == kill_save and how == "mid_file":  # the temporary file half written
+                import io
+                buf = io.BytesIO(); write(buf)
+                with open(path.with_name(f".{path.name}.{os.getpid()}.tmp"), "wb") as f:
+                    f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(path, write)
+
+    def write_manifest(path, step):
+        if len(saves) == kill_save and how == "before_manifest":  # new file in place, its manifest not yet
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_manifest(path, step)
+
+    ckpt.write_atomic, ckpt.write_manifest = write_atomic, write_manifest
+    sys.exit(main(sys.argv[1:]))
+''')
+
+
+def run(tmp_path, args, **env):
+    script = tmp_path / "launch.py"
+    script.write_text(LAUNCHER)
+    environ = {**os.environ, **{k: str(v) for k, v in env.items()}, "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, str(script), "train", *args], env=environ, capture_output=True,
+                          text=True, timeout=600)
+
+
+def state(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def reference(world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    args = common(world, tmp)
+    done = run(tmp, [*args, f"run.dir={tmp / 'ref'}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return args, state(tmp / "ref")
+
+
+def common(world, tmp):
+    return ["demo_pacl", "model.clip.pretrained=null", f"run.root={tmp / 'runs'}", f"data.synthetic.out={world}",
+            f"data.synthetic.n_train={WORLD['n_train']}", f"data.synthetic.n_val={WORLD['n_val']}",
+            "data.batch_size=8", "data.val_batch_size=8", "data.num_workers=1", "trainer.max_steps=14",
+            "trainer.val_check_interval=2", "trainer.enable_progress_bar=false"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", [dict(KILL_AT_STEP=5), dict(KILL_AT_STEP=7), dict(KILL_AT_STEP=13),
+                                  dict(KILL_IN_SAVE=4, KILL_HOW="mid_file"),
+                                  dict(KILL_IN_SAVE=5, KILL_HOW="before_manifest")],
+                         ids=["mid-epoch", "after-epoch-end", "late", "during-write", "before-manifest"])
+def test_a_killed_run_resumes_bit_identical(reference, tmp_path, kill):
+    args, expected = reference
+    target = tmp_path / "killed"
+    killed = run(tmp_path, [*args, f"run.dir={target}"], **kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run(tmp_path, [*args, f"resume={target}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = state(target)
+    for key in ("global_step", "epoch", "state_dict", "optimizer_states", "lr_schedulers"):
+        assert same(got[key], expected[key]), key
+    assert got["loops"]["fit_loop"]["epoch_progress"] == expected["loops"]["fit_loop"]["epoch_progress"]
+    assert not list((target / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers are cleared
