@@ -97,22 +97,22 @@ class EpochSampler(Sampler[tuple[int, int]]):
 class ResumableLoader(DataLoader):
     """A training DataLoader whose position within an epoch is saved in checkpoints (Lightning stores the
     ``state_dict`` of a loader that has one) and restored: a run resumed mid-epoch continues with the next batch
-    an uninterrupted run would have taken. The position is the Trainer's count of completed batches, not what
-    the workers have prefetched."""
+    an uninterrupted run would have taken. ``position`` (epoch, batches trained on) is kept by the Trainer's
+    callbacks (lseg_pacl/data_hooks.py), not read off what the workers have prefetched."""
 
-    def __init__(self, dataset: Dataset, sampler: EpochSampler, batches_done: Callable[[], int], **kwargs) -> None:
+    def __init__(self, dataset: Dataset, sampler: EpochSampler, **kwargs) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
-        self.batches_done = batches_done
+        self.position = (0, 0)
 
     def state_dict(self) -> dict:
-        return {"epoch": int(self.sampler.epoch_of()), "batches": int(self.batches_done()),
-                "batch_size": int(self.batch_size)}
+        return {"epoch": self.position[0], "batches": self.position[1], "batch_size": int(self.batch_size)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("batch_size") != self.batch_size:
             raise ValueError(f"the checkpoint's batch size {state.get('batch_size')} differs from this run's "
                              f"{self.batch_size}: its position in the epoch cannot be restored")
-        self.sampler.skip_next(int(state["epoch"]), int(state["batches"]) * self.batch_size)
+        self.position = (int(state["epoch"]), int(state["batches"]))
+        self.sampler.skip_next(self.position[0], self.position[1] * self.batch_size)
 
 
 def train_loader(dataset: Dataset, module, seed: int, batch_size: int, num_workers: int,
@@ -125,12 +125,8 @@ def train_loader(dataset: Dataset, module, seed: int, batch_size: int, num_worke
         trainer = getattr(module, "trainer", None)
         return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
 
-    def batches_done() -> int:
-        trainer = getattr(module, "trainer", None)
-        return trainer.fit_loop.epoch_loop.batch_progress.current.completed if trainer is not None else 0
-
     sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch)
-    return ResumableLoader(dataset, sampler, batches_done, batch_size=batch_size, drop_last=True,
+    return ResumableLoader(dataset, sampler, batch_size=batch_size, drop_last=True,
                            num_workers=num_workers, collate_fn=collate_fn, persistent_workers=num_workers > 0)
 
 

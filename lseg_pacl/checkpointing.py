@@ -7,7 +7,7 @@ only when its manifest matches its bytes, so a truncated, empty, altered or half
 A failed save (disk full, permissions) is an error (``CheckpointError``) and leaves the previous files as they
 were.
 
-``last.ckpt`` is always the newest state (written at each epoch end, validation end and preemption); before it
+``last.ckpt`` is always the newest state (written at each epoch boundary, validation end and preemption); before it
 is replaced, the previous one is kept as ``last-step<N>.ckpt`` and only the newest ``keep_last`` of those
 states are kept. Resume takes the newest verified checkpoint and says which newer ones it passed over.
 """
@@ -180,7 +180,7 @@ def resume_checkpoint(directory: Path) -> Path | None:
 
 
 class SaveLast(Callback):
-    """Write ``<dir>/last.ckpt`` after each epoch's last batch and at validation end during fit (the newest state); the state it
+    """Write ``<dir>/last.ckpt`` at each epoch boundary and validation end during fit (the newest state); the state it
     replaces becomes ``last-step<N>.ckpt``, and only the newest ``keep_last`` states are kept."""
 
     def __init__(self, directory: Path, keep_last: int = 2) -> None:
@@ -214,11 +214,12 @@ class SaveLast(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
-                           ) -> None:
-        """The epoch's last batch (not on_train_epoch_end: Lightning has counted the epoch as processed by then,
-        and a run resumed from there would skip the next epoch's data)."""
-        if batch_idx + 1 == trainer.num_training_batches:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        """The epoch boundary, saved before the next epoch's first step: the one point between epochs where
+        Lightning's loop counters are consistent (at on_train_epoch_end it has already counted the epoch as
+        processed, at the last batch's end the batch is not yet completed, at on_train_epoch_start the batch
+        counters are the old epoch's; a run resumed from any of those would skip or repeat data)."""
+        if batch_idx == 0:
             self._save(trainer)
 
 

@@ -253,7 +253,9 @@ class ExperimentConfig:
     # stage before it with model.clip.pretrained=previous_stage.
     stages: list[str] = field(default_factory=list)
     seed: int = 0
-    resume: str | None = None  # a run directory, or "last" for the newest run of this experiment
+    # A run directory; "last" (the newest run of this experiment); "auto" (continue run.dir / run.id / the SLURM
+    # job's run when it has a checkpoint, else start it: what a requeued job passes).
+    resume: str | None = None
     run: RunConfig = field(default_factory=RunConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -397,7 +399,7 @@ def validate(cfg: DictConfig) -> None:
                           f"{str(exc).splitlines()[0]}") from None
     for stage in cfg.stages:
         _experiment_file(stage)
-    if cfg.stages and cfg.resume not in (None, "last") and not Path(cfg.resume).is_dir():
+    if cfg.stages and cfg.resume not in (None, "last", "auto") and not Path(cfg.resume).is_dir():
         raise ConfigError(f"resume={cfg.resume} is not a run directory")
 
 
@@ -474,6 +476,28 @@ def migrate(node: DictConfig) -> DictConfig:
         if root:
             val.roots = {name: root}
     return node
+
+
+# What a resumed run may change: everything outside model, data and seed, and within data what only changes how
+# it is read or validated. Any other difference is refused (the checkpoint belongs to another model or data).
+RESUME_MAY_CHANGE = ("trainer.", "optim.", "logger.", "eval.", "run.", "resume", "description", "base",
+                     "data.num_workers", "data.val_batch_size", "data.val.", "data.max_bad_fraction")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()} or {
+            prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def resume_changes(saved: DictConfig, now: DictConfig) -> tuple[list[str], list[str]]:
+    """(refused, allowed): the keys whose values differ between a run's saved config and its resumed one."""
+    a = _flat(OmegaConf.to_container(saved, resolve=False))
+    b = _flat(OmegaConf.to_container(now, resolve=False))
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    allowed = [k for k in changed if k.startswith(RESUME_MAY_CHANGE)]
+    return [k for k in changed if k not in allowed], allowed
 
 
 def load_saved(path: Path) -> DictConfig:

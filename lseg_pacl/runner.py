@@ -33,10 +33,11 @@ from lseg_pacl.checkpointing import (
     checkpoints_by_step,
     resume_checkpoint,
 )
-from lseg_pacl.config import load_config, load_saved, merge_overrides, to_plain
-from lseg_pacl.data_hooks import DataEpoch, SkipMonitor
+from lseg_pacl.config import load_config, load_saved, merge_overrides, resume_changes, to_plain
+from lseg_pacl.data_hooks import DataEpoch, LoaderPosition, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import build_objective
+from lseg_pacl.preemption import PreemptionHandler
 from lseg_pacl.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
@@ -143,15 +144,50 @@ def _strip_resume(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.split("=", 1)[0].strip() == "resume"]
 
 
+def checked_resume(saved: DictConfig, overrides: list[str], where: Path) -> DictConfig:
+    """The saved config with this launch's overrides; an error listing the keys that would change the model or
+    the data under a checkpoint made with others (harmless ones, e.g. trainer.max_steps, are logged)."""
+    resumed = merge_overrides(saved, overrides)
+    refused, allowed = resume_changes(saved, resumed)
+    if refused:
+        raise ConfigError(f"resuming {where} with a different " + ", ".join(
+            f"{k} ({OmegaConf.select(saved, k)!r} -> {OmegaConf.select(resumed, k)!r})" for k in refused)
+            + ": these change the model or the data its checkpoint was trained on; start a new run instead")
+    if allowed:
+        log.info("resuming %s with changed %s", where, ", ".join(allowed))
+    return resumed
+
+
+def _auto_resume(cfg: DictConfig) -> DictConfig:
+    """resume=auto: the run in run.dir / run.id / the launcher's job when it has a checkpoint, else a fresh run
+    there (a requeued SLURM job passes this and continues where it stopped)."""
+    if not (cfg.run.dir or cfg.run.id or os.environ.get(RUN_ID_ENV) or _launched_together()):
+        raise ConfigError("resume=auto needs a run to look for: pass run.id=NAME or run.dir=DIR (under SLURM or "
+                          "torchrun the job id names it)")
+    run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / _shared_run_id(cfg)
+    if (run_dir / "config.yaml").is_file() and _has_progress(run_dir):
+        log.info("resume=auto: continuing %s", run_dir)
+        return merge_overrides(cfg, [f"resume={run_dir}"], "runner")
+    if (run_dir / "config.yaml").is_file() and process_rank() == 0:  # started before but never saved: restart it
+        (run_dir / "config.yaml").unlink()
+    return merge_overrides(cfg, ["resume=null", f"run.dir={run_dir}"], "runner")
+
+
 def prepare_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path, bool]:
     """(config, run directory, resuming?) for a fresh run or a resumed one."""
+    if cfg.resume == "auto":
+        cfg = _auto_resume(cfg)
     if cfg.resume:
         run_dir = resolve_resume(cfg)
         saved = load_saved(run_dir / "config.yaml")
         if saved.run.experiment != cfg.run.experiment:
             raise ConfigError(f"{run_dir} is a run of '{saved.run.experiment}', not '{cfg.run.experiment}'")
         where = [f"run.dir={run_dir}", f"run.id={saved.run.id or run_dir.name}"]  # the folder may have moved
-        return merge_overrides(saved, [*_strip_resume(overrides), *where]), run_dir, True
+        if saved.stages:  # a pipeline: each stage's own config is checked when that stage resumes
+            return merge_overrides(saved, [*_strip_resume(overrides), *where]), run_dir, True
+        if not _has_checkpoint(run_dir):
+            raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
+        return checked_resume(saved, [*_strip_resume(overrides), *where], run_dir), run_dir, True
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited and process_rank() != 0:  # a DDP rank started by rank 0: same directory, same id
         run_dir = Path(inherited)
@@ -223,7 +259,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
 def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwargs: Any) -> L.Trainer:
     """Lightning's Trainer with the data callbacks (epoch to the data, bad-sample counting); a value Lightning
     rejects is a config error naming the trainer.* section."""
-    callbacks = [*(callbacks or []), DataEpoch(), SkipMonitor(max_bad_fraction)]
+    callbacks = [*(callbacks or []), DataEpoch(), LoaderPosition(), SkipMonitor(max_bad_fraction)]
     plugins = [SafeCheckpointIO()]
     if SLURMEnvironment.detect():  # our preemption handler saves and exits; Lightning's own requeue stays off
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -245,12 +281,14 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
     module = build_objective(to_plain(cfg))
     data = build_train_data(cfg, module)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
+    save_last = next(c for c in callbacks if isinstance(c, SaveLast))
     trainer = make_trainer(cfg.data.max_bad_fraction,
-                           [*callbacks, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed)],
+                           [*callbacks, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed),
+                            PreemptionHandler(save_last)],
                            **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
-    next(c for c in callbacks if isinstance(c, SaveLast)).save(trainer)  # the final state, summary.json's
+    save_last.save(trainer)  # the final state, the one summary.json reports
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
@@ -298,7 +336,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: b
             links.append(f"model.clip.pretrained={previous}")
         stage_resume = resume and _has_checkpoint(stage_dir)
         if stage_resume:
-            stage_cfg = merge_overrides(load_saved(stage_dir / "config.yaml"), stage_overrides)
+            stage_cfg = checked_resume(load_saved(stage_dir / "config.yaml"), stage_overrides, stage_dir)
         else:
             stage_cfg = merge_overrides(stage_cfg, links, "pipeline")
         print(f"stage {stage}: {'resuming' if stage_resume else 'training'} in {stage_dir}")

@@ -1,5 +1,6 @@
-"""A run killed with SIGKILL (a real subprocess) at any step, or while writing a checkpoint, and resumed ends
-bit-identical to an uninterrupted run: weights, optimizer and scheduler state, step counters."""
+"""A run killed with SIGKILL (a real subprocess) at any step, or while writing a checkpoint, or stopped by
+SIGTERM / SIGUSR1, and resumed, ends bit-identical to an uninterrupted run: weights, optimizer and scheduler
+state, step counters."""
 
 import os
 import subprocess
@@ -18,12 +19,15 @@ LAUNCHER = textwrap.dedent('''
     from lseg_pacl.cli import main
 
     kill_step = int(os.environ.get("KILL_AT_STEP", "-1"))
+    signal_step, signal_name = int(os.environ.get("SIGNAL_AT_STEP", "-1")), os.environ.get("SIGNAL", "SIGTERM")
     kill_save, how = int(os.environ.get("KILL_IN_SAVE", "-1")), os.environ.get("KILL_HOW", "")
 
     class KillAt(Callback):
         def on_train_batch_start(self, trainer, *args):
             if trainer.global_step == kill_step:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if trainer.global_step == signal_step:  # a scheduler's notice: handled before the step trains
+                os.kill(os.getpid(), getattr(signal, signal_name))
 
     real_callbacks, real_manifest, real_write = runner.checkpoint_callbacks, ckpt.write_manifest, ckpt.write_atomic
     runner.checkpoint_callbacks = lambda *a: [*real_callbacks(*a), KillAt()]
@@ -89,14 +93,17 @@ def common(world, tmp):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill", [dict(KILL_AT_STEP=5), dict(KILL_AT_STEP=7), dict(KILL_AT_STEP=13),
-                                  dict(KILL_IN_SAVE=4, KILL_HOW="mid_file"),
-                                  dict(KILL_IN_SAVE=5, KILL_HOW="before_manifest")],
-                         ids=["mid-epoch", "after-epoch-end", "late", "during-write", "before-manifest"])
-def test_a_killed_run_resumes_bit_identical(reference, tmp_path, kill):
+@pytest.mark.parametrize("kill,extra", [
+    (dict(KILL_AT_STEP=5), []), (dict(KILL_AT_STEP=7), []), (dict(KILL_AT_STEP=13), []),
+    (dict(KILL_AT_STEP=8), ["trainer.val_check_interval=5"]),  # resumes from the epoch-boundary save (step 6)
+    (dict(KILL_IN_SAVE=4, KILL_HOW="mid_file"), []), (dict(KILL_IN_SAVE=5, KILL_HOW="before_manifest"), [])],
+    ids=["mid-epoch", "after-epoch-end", "late", "epoch-boundary", "during-write", "before-manifest"])
+def test_a_killed_run_resumes_bit_identical(reference, tmp_path, kill, extra):
+    """Validation never touches training's random draws, so the reference (validating every 2 steps) also
+    stands for a run validating elsewhere."""
     args, expected = reference
     target = tmp_path / "killed"
-    killed = run(tmp_path, [*args, f"run.dir={target}"], **kill)
+    killed = run(tmp_path, [*args, *extra, f"run.dir={target}"], **kill)
     assert killed.returncode == -9, killed.stderr[-2000:]
     resumed = run(tmp_path, [*args, f"resume={target}"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -105,3 +112,19 @@ def test_a_killed_run_resumes_bit_identical(reference, tmp_path, kill):
         assert same(got[key], expected[key]), key
     assert got["loops"]["fit_loop"]["epoch_progress"] == expected["loops"]["fit_loop"]["epoch_progress"]
     assert not list((target / "checkpoints").glob(".*.tmp"))  # a killed write's leftovers are cleared
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,step", [("SIGTERM", 5), ("SIGUSR1", 6), ("SIGTERM", 9)])
+def test_a_preempted_run_saves_stops_and_resumes_bit_identical(reference, tmp_path, sig, step):
+    args, expected = reference
+    target = tmp_path / "preempted"
+    stopped = run(tmp_path, [*args, f"run.dir={target}"], SIGNAL_AT_STEP=step, SIGNAL=sig)
+    assert stopped.returncode == 75, stopped.stderr[-2000:]
+    assert f"stopped by {sig} at step {step}" in stopped.stderr
+    assert state(target)["global_step"] == step  # saved at the boundary where the signal was seen
+    resumed = run(tmp_path, [*args, f"run.dir={target}", "resume=auto"])  # what a requeued job runs
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = state(target)
+    for key in ("global_step", "epoch", "state_dict", "optimizer_states", "lr_schedulers"):
+        assert same(got[key], expected[key]), key

@@ -186,3 +186,25 @@ def test_wandb_offline_run_keeps_the_api_key_out_of_every_file(tiny, monkeypatch
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_resume_refuses_model_or_data_changes_and_allows_harmless_ones(tiny, tmp_path):
+    target = tmp_path / "r"
+    train("demo_clip", [*tiny, f"run.dir={target}"])
+    with pytest.raises(ConfigError) as err:
+        train("demo_clip", [*tiny, f"resume={target}", "model.clip.image_size=96", "data.train.hflip=false",
+                            "seed=3"])
+    assert all(k in str(err.value) for k in ("model.clip.image_size", "data.train.hflip", "seed"))
+    assert "trainer.max_steps" not in str(err.value)
+    done = train("demo_clip", [*tiny, f"resume={target}", "trainer.max_steps=6", "data.num_workers=0"])
+    assert done["global_step"] == 6
+
+
+def test_resume_auto_starts_then_continues_the_named_run(tiny, tmp_path):
+    target = tmp_path / "auto"
+    first = train("demo_clip", [*tiny, f"run.dir={target}", "resume=auto", "trainer.max_steps=2"])
+    assert first["global_step"] == 2 and first["run_dir"] == str(target)
+    second = train("demo_clip", [*tiny, f"run.dir={target}", "resume=auto", "trainer.max_steps=4"])
+    assert second["global_step"] == 4 and second["run_dir"] == str(target)
+    with pytest.raises(ConfigError, match="resume=auto needs"):
+        train("demo_clip", [*tiny, "resume=auto"])
