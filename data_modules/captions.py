@@ -25,7 +25,7 @@ from data_modules.feature_cache import TokenStore
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
 from data_modules.samplers import place_of, sample_generator, train_loader
-from data_modules.shards import ShardStream
+from data_modules.shards import ResumableShardLoader, ShardStream
 from data_modules.transforms import seeded
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,7 @@ class CaptionDataModule(L.LightningDataModule):
         if isinstance(self.train_set, ShardStream):
             if self.trainer is not None:  # the first iterator is made before on_train_epoch_start (and on resume)
                 self.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-            # fresh workers each epoch, so that each sees the epoch just set
-            return DataLoader(self.train_set, batch_size=None, num_workers=self.num_workers,
-                              persistent_workers=False)
+            return ResumableShardLoader(self.train_set, self.num_workers)  # fresh workers each epoch
         return train_loader(self.train_set, self, self.seed, self.batch_size, self.num_workers, collate_captions)
 
     def val_dataloader(self) -> list[DataLoader]:

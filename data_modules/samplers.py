@@ -104,6 +104,12 @@ class ResumableLoader(DataLoader):
         super().__init__(dataset, sampler=sampler, **kwargs)
         self.position = (0, 0)
 
+    def begin_epoch(self, epoch: int) -> None:
+        self.position = (epoch, 0)
+
+    def trained(self, batch: dict) -> None:
+        self.position = (self.position[0], self.position[1] + 1)
+
     def state_dict(self) -> dict:
         return {"epoch": self.position[0], "batches": self.position[1], "batch_size": int(self.batch_size)}
 

@@ -18,6 +18,7 @@ Several sources are mixed by weight, per sample. Bad samples and shards are coun
 
 from __future__ import annotations
 
+import itertools
 import random
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,12 +29,13 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from braceexpand import braceexpand
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, BadSample
 from data_modules.images import Reduction, read_rgb
 from data_modules.nouns import extract_nouns
 
+STREAM = "data_stream"  # batch key: (worker, raw samples it read for this batch), for the stream's position
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 CAPTION_EXT = "txt"
 WANTED = frozenset((*IMAGE_EXTS, CAPTION_EXT))
@@ -157,6 +159,7 @@ class ShardStream(IterableDataset):
         self.resampled, self.shuffle_buffer = resampled, shuffle_buffer
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.resume: StreamPosition | None = None  # where this epoch's stream restarts (resume_at)
         streams = world_size * self.num_workers
         self.batches_per_rank = samples_per_epoch // (batch_size * world_size)
         if self.batches_per_rank < self.num_workers:
@@ -170,6 +173,14 @@ class ShardStream(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.resume is not None and self.resume.epoch != epoch:
+            self.resume = None
+
+    def resume_at(self, position: StreamPosition) -> None:
+        """Continue ``position.epoch`` after what it had consumed: each worker passes over its consumed raw
+        samples without decoding them (their random draws included), and the workers take their turns from
+        the one whose batch comes next, so the batches that follow are those of an uninterrupted run."""
+        self.resume = position if position.batches and sum(position.batches) else None
 
     def __len__(self) -> int:
         return self.batches_per_rank
@@ -247,16 +258,24 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
-        worker = info.id if info is not None else 0
+        physical = info.id if info is not None else 0
         if info is not None and info.num_workers != self.num_workers:
             raise RuntimeError(f"ShardStream was built for {self.num_workers} workers, runs in {info.num_workers}")
+        resume = self.resume if self.resume is not None and self.resume.epoch == self.epoch else None
+        # DataLoader asks its workers in turn from worker 0: after k batches the next one is worker k % W's
+        worker = (physical + (sum(resume.batches) if resume else 0)) % self.num_workers
         events: list[tuple[str, str]] = []
         opened = [0]  # shards opened since the last batch
         rng = self._rng(worker, "augment")
         samples = self._mixed(worker, events, opened)
-        for done in range(self.worker_batches(worker)):
-            items = []
+        skip = resume.raw[worker] if resume else 0
+        for _ in itertools.islice(samples, skip):  # read, not decoded
+            rng.getrandbits(31)
+        events.clear()
+        for done in range(resume.batches[worker] if resume else 0, self.worker_batches(worker)):
+            items, raw = [], 0
             for url, key, members in samples:
+                raw += 1
                 try:
                     items.append(decode_sample(url, key, members, self.transform, rng.getrandbits(31)))
                 except BadSample as exc:
@@ -270,6 +289,49 @@ class ShardStream(IterableDataset):
                 return
             yield {"image": torch.stack([it["image"] for it in items]), "caption": [it["caption"] for it in items],
                    "nouns": [it["nouns"] for it in items], "key": [it["key"] for it in items], EVENTS: list(events),
-                   SHARDS: opened[0]}
+                   SHARDS: opened[0], STREAM: (worker, raw)}
             events.clear()  # the sample generators hold this list: empty it, never rebind it
             opened[0] = 0
+
+
+@dataclass
+class StreamPosition:
+    """How far a rank's shard stream got in ``epoch``: raw samples (good or bad) and batches per worker."""
+
+    epoch: int
+    raw: list[int]
+    batches: list[int]
+
+    def after(self, batch: dict) -> StreamPosition:
+        worker, raw = batch[STREAM]
+        position = StreamPosition(self.epoch, list(self.raw), list(self.batches))
+        position.raw[worker] += raw
+        position.batches[worker] += 1
+        return position
+
+
+class ResumableShardLoader(DataLoader):
+    """The DataLoader of a ``ShardStream`` (whole batches, fresh workers each epoch), whose position within the
+    epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
+    ``position`` is kept by the Trainer's callbacks (lseg_pacl/data_hooks.py)."""
+
+    def __init__(self, stream: ShardStream, num_workers: int) -> None:
+        super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False)
+        self.begin_epoch(stream.epoch)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.position = StreamPosition(epoch, [0] * self.dataset.num_workers, [0] * self.dataset.num_workers)
+
+    def trained(self, batch: dict) -> None:
+        if STREAM in batch:
+            self.position = self.position.after(batch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.position.epoch, "raw": self.position.raw, "batches": self.position.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state.get("raw", [])) != self.dataset.num_workers:
+            raise ValueError(f"the checkpoint's shard stream had {len(state.get('raw', []))} workers per rank, this "
+                             f"run has {self.dataset.num_workers}: its position in the epoch cannot be restored")
+        self.position = StreamPosition(int(state["epoch"]), list(state["raw"]), list(state["batches"]))
+        self.dataset.resume_at(self.position)

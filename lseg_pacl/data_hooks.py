@@ -7,7 +7,6 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, DataQualityError, SkipCounter, batch_size_of
-from data_modules.samplers import ResumableLoader
 from lseg_pacl.errors import BadDataError
 
 
@@ -24,26 +23,26 @@ class DataEpoch(Callback):
 
 
 class LoaderPosition(Callback):
-    """Keep a resumable training loader's position (data_modules/samplers.py): (epoch, 0) when an epoch starts,
-    one more batch after each trained batch. Lightning skips on_train_epoch_start when it resumes mid-epoch, so
-    the position restored from the checkpoint carries on."""
+    """Keep a resumable training loader's position (data_modules/samplers.py, shards.py): reset when an epoch
+    starts, advanced after each trained batch. Lightning skips on_train_epoch_start when it resumes mid-epoch,
+    so the position restored from the checkpoint carries on."""
 
     @staticmethod
-    def _loader(trainer: L.Trainer) -> ResumableLoader | None:
+    def _loader(trainer: L.Trainer):
         loader = getattr(trainer.fit_loop, "_combined_loader", None)
         flat = loader.flattened if loader is not None else []
-        return flat[0] if len(flat) == 1 and isinstance(flat[0], ResumableLoader) else None
+        return flat[0] if len(flat) == 1 and hasattr(flat[0], "trained") else None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = self._loader(trainer)
         if loader is not None:
-            loader.position = (trainer.fit_loop.epoch_progress.current.processed, 0)
+            loader.begin_epoch(trainer.fit_loop.epoch_progress.current.processed)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
                            ) -> None:
         loader = self._loader(trainer)
         if loader is not None:
-            loader.position = (loader.position[0], loader.position[1] + 1)
+            loader.trained(batch)
 
 
 class SkipMonitor(Callback):

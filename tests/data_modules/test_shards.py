@@ -1,6 +1,7 @@
 """Caption shards in img2dataset's layout: split across ranks and workers, seeded, mixed, robust to bad input."""
 
 import io
+import itertools
 import pickle
 from collections import Counter
 
@@ -148,3 +149,21 @@ def test_brace_patterns_expand_and_pipes_are_refused():
 def test_too_few_shards_for_the_workers_is_a_clear_error(shards):
     with pytest.raises(ValueError, match="cannot feed"):
         stream(shards[:3], world_size=2, num_workers=2, samples_per_epoch=40)
+
+
+@pytest.mark.parametrize("workers,consumed", [(2, 1), (2, 3), (3, 4), (1, 2)])
+def test_a_resumed_stream_continues_with_the_batches_an_uninterrupted_one_gives(tmp_path, workers, consumed):
+    from data_modules.shards import ResumableShardLoader
+
+    urls = [str(u) for u in make_shards(tmp_path, n_shards=9, per_shard=6)]
+    truncate(urls[2], 0.6)  # bad samples in the middle of the stream shift batch boundaries
+    build = lambda: stream(urls, num_workers=workers, batch_size=4, samples_per_epoch=32, shuffle_buffer=5)  # noqa: E731
+    full = list(ResumableShardLoader(build(), workers if workers > 1 else 0))
+    first = ResumableShardLoader(build(), workers if workers > 1 else 0)
+    for batch in itertools.islice(iter(first), consumed):
+        first.trained(batch)
+    again = ResumableShardLoader(build(), workers if workers > 1 else 0)
+    again.load_state_dict(first.state_dict())
+    rest = list(again)
+    assert keys(rest) == keys(full[consumed:])
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(rest, full[consumed:], strict=True))

@@ -128,3 +128,32 @@ def test_a_preempted_run_saves_stops_and_resumes_bit_identical(reference, tmp_pa
     got = state(target)
     for key in ("global_step", "epoch", "state_dict", "optimizer_states", "lr_schedulers"):
         assert same(got[key], expected[key]), key
+
+
+@pytest.fixture(scope="module")
+def shard_reference(world, tmp_path_factory):
+    from layouts import make_shards
+
+    tmp = tmp_path_factory.mktemp("shard_reference")
+    urls = ", ".join(f"'{p}'" for p in make_shards(tmp / "shards", n_shards=8, per_shard=6, size=(64, 64)))
+    args = [*common(world, tmp), "data.train.format=shards", f"data.train.shards=[{{urls: [{urls}]}}]",
+            "data.train.samples_per_epoch=48", "data.train.resampled=false", "data.num_workers=2"]
+    done = run(tmp, [*args, f"run.dir={tmp / 'ref'}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return args, state(tmp / "ref")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop,code", [(dict(KILL_AT_STEP=3), -9), (dict(KILL_AT_STEP=8), -9),
+                                       (dict(SIGNAL_AT_STEP=5), 75)])  # 5 batches in: worker 1's turn next
+def test_a_stopped_shard_stream_run_resumes_bit_identical(shard_reference, tmp_path, stop, code):
+    """Streamed shards: the resumed epoch passes over what was consumed (read, not decoded) and the workers take
+    their turns from the right one, so the run continues exactly."""
+    args, expected = shard_reference
+    target = tmp_path / "stopped"
+    assert run(tmp_path, [*args, f"run.dir={target}"], **stop).returncode == code
+    resumed = run(tmp_path, [*args, f"resume={target}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = state(target)
+    for key in ("global_step", "state_dict", "optimizer_states", "lr_schedulers"):
+        assert same(got[key], expected[key]), key
