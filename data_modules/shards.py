@@ -90,7 +90,11 @@ def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, d
             for info in tar:
                 if not info.isfile():
                     continue
-                k, ext = split_key(info.name)
+                name = info.name.removeprefix("./")
+                if "/" in name or "\\" in name or name.startswith(".."):  # never a path: "../x", "a/b", "C:\\x"
+                    events.append(("bad_key", f"{url}:{info.name!r}"))
+                    continue
+                k, ext = split_key(name)
                 if k != key:
                     if key is not None:
                         yield key, members

@@ -167,3 +167,17 @@ def test_a_resumed_stream_continues_with_the_batches_an_uninterrupted_one_gives(
     rest = list(again)
     assert keys(rest) == keys(full[consumed:])
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(rest, full[consumed:], strict=True))
+
+
+def test_members_named_like_paths_are_refused_and_counted(tmp_path):
+    jpeg = io.BytesIO()
+    Image.new("RGB", (24, 32), (200, 10, 10)).save(jpeg, "JPEG")
+    shard = tmp_path / "shards" / "evil.tar"
+    shard.parent.mkdir()
+    for name, data in [("../escape.jpg", jpeg.getvalue()), ("../escape.txt", b"up and out"),
+                       ("sub/inner.jpg", jpeg.getvalue()), ("./ok.jpg", jpeg.getvalue()), ("./ok.txt", b"fine")]:
+        add_tar_member(shard, name, data)
+    events: list = []
+    assert [k for k, _ in read_shard(str(shard), events)] == ["ok"]
+    assert Counter(r for r, _ in events) == {"bad_key": 3}
+    assert not (tmp_path / "escape.jpg").exists() and sorted(p.name for p in shard.parent.iterdir()) == ["evil.tar"]
