@@ -79,6 +79,7 @@ class SkipCounter:
         self.shards = 0
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+        self.by_source: Counter[str] = Counter()  # bad samples per file, or per shard for "shard:key" samples
 
     @property
     def skipped(self) -> int:
@@ -91,6 +92,8 @@ class SkipCounter:
     def add(self, used: int, events: Iterable[tuple[str, str]], shards: int = 0) -> None:
         for reason, file in events:
             self.counts[reason] += 1
+            if reason not in NOTE_REASONS | SHARD_REASONS:
+                self.by_source[str(file).rpartition(":")[0] or str(file)] += 1
             if reason not in self.examples:
                 self.examples[reason] = file
                 verb = "repaired" if reason in NOTE_REASONS else "skipped"
@@ -111,8 +114,9 @@ class SkipCounter:
         if self.seen and self.skipped / self.seen > self.max_bad_fraction:
             raise DataQualityError(
                 f"{self.where}: {self.skipped} of {self.seen} samples were bad ({self.summary()}), more than "
-                f"data.max_bad_fraction={self.max_bad_fraction}. First files: "
-                + "; ".join(f"{r}: {f}" for r, f in self.examples.items())
+                f"data.max_bad_fraction={self.max_bad_fraction}. Worst: "
+                + "; ".join(f"{src} ({n} bad)" for src, n in self.by_source.most_common(5))
+                + ". First of each kind: " + "; ".join(f"{r}: {f}" for r, f in self.examples.items())
                 + ". Run `lseg-pacl data check` on the dataset, fix or remove these files, or raise the limit.")
 
     def summary(self) -> str:

@@ -71,6 +71,8 @@ class SkipMonitor(Callback):
             raise BadDataError(str(exc)) from None
         if counter.counts and pl_module._trainer is not None and not pl_module.trainer.sanity_checking:
             pl_module.log(f"data/{stage}_skipped", float(counter.skipped))
+            for reason, n in sorted(counter.counts.items()):  # running totals by kind, one row per epoch
+                pl_module.log(f"data/{stage}_skipped/{reason}", float(n))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._add("train", batch)

@@ -24,6 +24,16 @@ def test_raises_once_the_share_is_exceeded_but_not_before_enough_samples():
         counter.add(0, [("bad_image", "y.jpg")] * 5)  # 8 of 108 = 7.4 %
 
 
+def test_the_stop_names_the_worst_shards_first():
+    counter = SkipCounter(max_bad_fraction=0.05)
+    counter.add(MIN_SEEN, [("bad_image", "s3://b/good.tar:000001")])
+    events = [("bad_image", f"s3://b/rotten.tar:{k:06d}") for k in range(6)] + [("empty_caption", "/d/two.tar:7")] * 2
+    with pytest.raises(DataQualityError) as err:
+        counter.add(0, events)
+    message = str(err.value)
+    assert "Worst: s3://b/rotten.tar (6 bad); /d/two.tar (2 bad); s3://b/good.tar (1 bad)" in message
+
+
 def test_epoch_end_check_catches_small_sets():
     counter = SkipCounter(max_bad_fraction=0.1)
     counter.add(4, [("missing_file", "m.png")])

@@ -65,8 +65,10 @@ def test_too_many_bad_images_stop_the_run_with_the_files_named(tiny, world, tmp_
     summary = train("demo_clip", [*tiny, f"data.train.root={coco}", "data.max_bad_fraction=0.5",
                                   "trainer.max_steps=12"])
     with open(Path(summary["run_dir"]) / "metrics.csv", newline="") as f:
-        skipped = [float(r["data/train_skipped"]) for r in csv.DictReader(f) if r.get("data/train_skipped")]
-    assert skipped and skipped[-1] >= 6
+        rows = list(csv.DictReader(f))
+    skipped = [float(r["data/train_skipped"]) for r in rows if r.get("data/train_skipped")]
+    by_kind = [float(r["data/train_skipped/bad_image"]) for r in rows if r.get("data/train_skipped/bad_image")]
+    assert skipped and skipped[-1] >= 6 and by_kind == skipped  # per epoch, in total and by kind
 
 
 def test_a_stream_that_ran_dry_stops_the_run_with_its_reason():
