@@ -15,7 +15,9 @@ from lseg_pacl.checkpointing import (
     verify,
     write_atomic,
 )
-from lseg_pacl.errors import CheckpointError
+from lseg_pacl.errors import CheckpointError, MissingInputError
+from lseg_pacl.models.clip import create_clip
+from lseg_pacl.models.dpt import _read_state
 from lseg_pacl.objectives import load_objective
 from lseg_pacl.runner import train
 
@@ -93,6 +95,10 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(tmp_pa
         SafeCheckpointIO().load_checkpoint(crafted)
     with pytest.raises(Exception, match="not a readable checkpoint"):
         load_objective(crafted)
+    with pytest.raises(MissingInputError, match="tensors-only"):  # as CLIP weights (model.clip.pretrained)
+        create_clip("lseg-tiny-vit", str(crafted))
+    with pytest.raises(MissingInputError, match="tensors-only"):  # as ViT weights (model.lseg.backbone_pretrained)
+        _read_state(crafted)
     assert not marker.exists()
 
 
