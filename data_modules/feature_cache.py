@@ -143,21 +143,27 @@ class TokenStore:
 
 class TextStore:
     """Float16 text embeddings by string, for one text encoder; ``save`` writes them to
-    ``<root>/<digest(key)>/texts.pt`` (tensors and strings only: read back with weights_only)."""
+    ``<root>/<digest(key)>/texts.pt`` (tensors and strings only: read back with weights_only). New rows are kept
+    in chunks and joined once when read, so filling it with hundreds of thousands of captions stays linear."""
 
     def __init__(self, root: str | Path, key: dict) -> None:
         self.folder = _claim_folder(Path(root), {"kind": "text_embeddings", "dtype": "float16", **key},
                                     lambda folder: None)
         self.file = self.folder / "texts.pt"
         self._rows: dict[str, int] = {}
-        self._table = torch.zeros(0, 0, dtype=torch.float16)
+        self._chunks: list[torch.Tensor] = []
         self._saved = 0
         if self.file.is_file():
             try:
                 saved = torch.load(self.file, map_location="cpu", weights_only=True)
-                self.add(list(saved["texts"]), saved["embeddings"])
+                texts, table = list(saved["texts"]), saved["embeddings"]
+                if not isinstance(table, torch.Tensor) or table.shape[0] != len(texts):
+                    raise ValueError("texts and embeddings differ in number")
+                self._rows = {t: k for k, t in enumerate(texts)}
+                self._chunks = [table.to(torch.float16)]
                 self._saved = len(self._rows)
             except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                self._rows, self._chunks = {}, []
                 log.warning("text cache %s unreadable (%s): recomputing it", self.file, type(exc).__name__)
 
     def __len__(self) -> int:
@@ -168,18 +174,26 @@ class TextStore:
         return [t for t in dict.fromkeys(texts) if t not in self._rows]
 
     def add(self, texts: Sequence[str], embeddings: torch.Tensor) -> None:
-        emb = embeddings.detach().to("cpu", torch.float16)
-        new = [(t, e) for t, e in zip(texts, emb, strict=True) if t not in self._rows]
+        if len(texts) != embeddings.shape[0]:
+            raise ValueError(f"{len(texts)} texts but {embeddings.shape[0]} embeddings")
+        new: dict[str, int] = {}  # text -> its first row in this call
+        for k, t in enumerate(texts):
+            if t not in self._rows and t not in new:
+                new[t] = k
         if not new:
             return
-        base = self._table.shape[0]
-        self._table = torch.cat([self._table.reshape(base, emb.shape[1]), torch.stack([e for _, e in new])])
-        for k, (t, _) in enumerate(new):
-            self._rows[t] = base + k
+        self._chunks.append(embeddings.detach().to("cpu", torch.float16)[list(new.values())])
+        for t in new:
+            self._rows[t] = len(self._rows)
+
+    def _table(self) -> torch.Tensor:
+        if len(self._chunks) > 1:
+            self._chunks = [torch.cat(self._chunks)]
+        return self._chunks[0] if self._chunks else torch.zeros(0, 0, dtype=torch.float16)
 
     def get(self, texts: Sequence[str]) -> torch.Tensor:
         """[len(texts), D] float16; every text must be stored (``missing`` says which are not)."""
-        return self._table[[self._rows[t] for t in texts]]
+        return self._table()[[self._rows[t] for t in texts]]
 
     def save(self) -> None:
         """Write the store when it grew (atomically: a temporary file renamed into place)."""
@@ -187,6 +201,6 @@ class TextStore:
             return
         texts = sorted(self._rows, key=self._rows.get)
         tmp = self.file.with_name(f".texts.{os.getpid()}.tmp")
-        torch.save({"texts": texts, "embeddings": self._table}, tmp)
+        torch.save({"texts": texts, "embeddings": self._table()}, tmp)
         tmp.replace(self.file)
         self._saved = len(texts)

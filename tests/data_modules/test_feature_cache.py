@@ -70,3 +70,17 @@ def test_digests_follow_weights_and_files(tmp_path):
     first = files_digest([f])
     f.write_bytes(b"12345")
     assert files_digest([f]) != first
+
+
+def test_the_text_store_keeps_first_rows_across_many_chunks(tmp_path):
+    store = TextStore(tmp_path, {"model": "m"})
+    emb = torch.randn(2, 4)
+    store.add(["x", "x"], emb)  # a repeated text keeps its first row
+    assert torch.equal(store.get(["x"]), emb[[0]].half())
+    for c in range(50):  # chunk after chunk, as a COCO-sized fill adds them
+        store.add([f"caption {c} {k}" for k in range(100)], torch.full((100, 4), float(c)))
+    assert len(store) == 5001
+    assert store.get(["caption 49 99", "x", "caption 3 0"])[:, 0].tolist() == [49.0, float(emb[0, 0].half()), 3.0]
+    store.save()
+    again = TextStore(tmp_path, {"model": "m"})
+    assert torch.equal(again.get(["caption 17 5", "x"]), store.get(["caption 17 5", "x"]))
