@@ -127,12 +127,9 @@ class TokenStore:
             raise ValueError(f"tokens of shape {tuple(tokens.shape)} do not fit this cache {self.shape}")
         rows = tokens.detach().to("cpu", torch.float16).numpy()
         ok = np.isfinite(rows).all(axis=(1, 2))
-        for i, row, good in zip(indices, rows, ok, strict=True):
-            if good:
-                self._tokens[int(i)] = row
-        for i, good in zip(indices, ok, strict=True):
-            if good:
-                self._filled[int(i)] = 1
+        where = np.asarray(list(indices), dtype=np.int64)[ok]
+        self._tokens[where] = rows[ok]
+        self._filled[where] = 1
         return int(ok.sum())
 
     def flush(self) -> None:
