@@ -54,6 +54,8 @@ class PreemptionHandler(Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         """Checked before each step (not after: at a batch's end Lightning's counters are mid-update, and a
         resume from there would repeat or skip data); the fetched batch is trained on after the resume."""
+        if batch_idx % max(1, trainer.accumulate_grad_batches):
+            return  # mid-accumulation: the gradients gathered so far are not in a checkpoint
         flag = torch.tensor([0.0 if self.received is None else 1.0], device=pl_module.device)
         if trainer.world_size > 1:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)

@@ -1,6 +1,6 @@
-"""Torch's random state as a function of (seed, rank, step): what a training step draws (noun templates, dropout)
-does not depend on anything before it, so a resumed run draws what an uninterrupted one would (Lightning's
-checkpoints hold no RNG state)."""
+"""Torch's random state as a function of (seed, rank, step, batch in the epoch): what a training batch draws (noun
+templates, dropout) does not depend on anything before it, so a resumed run draws what an uninterrupted one would
+(Lightning's checkpoints hold no RNG state); the batch index keeps the micro-batches of one accumulated step apart."""
 
 from __future__ import annotations
 
@@ -16,4 +16,4 @@ class StepSeed(Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        torch.manual_seed(mix(self.seed, trainer.global_rank, trainer.global_step))
+        torch.manual_seed(mix(self.seed, trainer.global_rank, trainer.global_step, batch_idx))
