@@ -331,9 +331,21 @@ class ResumableShardLoader(DataLoader):
             self.position = self.position.after(batch)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.position.epoch, "raw": self.position.raw, "batches": self.position.batches}
+        """Every rank's position (ranks read different shards, so their raw counts differ); each rank calls this
+        when a checkpoint is made, and rank 0's copy, holding all of them, is the one written."""
+        mine = {"epoch": self.position.epoch, "raw": self.position.raw, "batches": self.position.batches}
+        ranks = [mine]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, mine)
+        return {"ranks": ranks}
 
     def load_state_dict(self, state: dict) -> None:
+        ranks = state.get("ranks", [])
+        if len(ranks) != self.dataset.world_size:
+            raise ValueError(f"the checkpoint's shard stream ran on {len(ranks)} processes, this run on "
+                             f"{self.dataset.world_size}: its position in the epoch cannot be restored")
+        state = ranks[self.dataset.rank]
         if len(state.get("raw", [])) != self.dataset.num_workers:
             raise ValueError(f"the checkpoint's shard stream had {len(state.get('raw', []))} workers per rank, this "
                              f"run has {self.dataset.num_workers}: its position in the epoch cannot be restored")

@@ -104,10 +104,13 @@ def verify(path: Path) -> str | None:
         return "no readable manifest (the save did not finish)"
     if not path.is_file():
         return "file missing"
-    if path.stat().st_size != entry.get("size"):
-        return f"size {path.stat().st_size} != {entry.get('size')} in its manifest (truncated or replaced)"
-    if sha256_of(path) != entry.get("sha256"):
-        return "checksum differs from its manifest (altered or corrupted)"
+    try:
+        if path.stat().st_size != entry.get("size"):
+            return f"size {path.stat().st_size} != {entry.get('size')} in its manifest (truncated or replaced)"
+        if sha256_of(path) != entry.get("sha256"):
+            return "checksum differs from its manifest (altered or corrupted)"
+    except OSError as exc:
+        return f"unreadable ({exc})"
     return None
 
 

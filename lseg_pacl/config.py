@@ -478,10 +478,15 @@ def migrate(node: DictConfig) -> DictConfig:
     return node
 
 
-# What a resumed run may change: everything outside model, data and seed, and within data what only changes how
-# it is read or validated. Any other difference is refused (the checkpoint belongs to another model or data).
-RESUME_MAY_CHANGE = ("trainer.", "optim.", "logger.", "eval.", "run.", "resume", "description", "base",
-                     "data.num_workers", "data.val_batch_size", "data.val.", "data.max_bad_fraction")
+# What a resumed run may change: how long it trains, how it validates and logs, where it writes. Anything else
+# (model, data, seed, optimizer, devices, workers, precision, accumulation) is refused: it would change what the
+# checkpoint was trained on, fail to restore (optimizer state, a stream's per-worker position), or be overwritten
+# by the restored state without effect (learning rates).
+RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.max_epochs", "trainer.val_check_interval",
+                     "trainer.check_val_every_n_epoch", "trainer.limit_val_batches", "trainer.num_sanity_val_steps",
+                     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                     "logger.", "eval.", "run.", "resume", "description", "base", "data.val_batch_size",
+                     "data.val.", "data.max_bad_fraction", "optim.max_nonfinite_steps")
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -65,11 +65,12 @@ def plan_feature_cache(cfg: DictConfig, module) -> FeatureCachePlan | None:
     clip = module.clip
     weights = weights_digest(clip.model)
     root = Path(t.feature_cache_dir or Path(cfg.run.root) / "feature_cache").expanduser()
-    text_store = None if text_reasons else TextStore(root / weights, {"model": clip.name})
+    precision = str(cfg.trainer.precision) if cfg.trainer.precision is not None else "32-true"
+    text_store = None if text_reasons else TextStore(root / weights, {"model": clip.name, "precision": precision})
     image_key = None
     if not image_reasons:
         grid = clip.grid(t.image_size, t.image_size)
         image_key = {"model": clip.name, "last_block": clip.last_block, "grid": [grid[0] * grid[1], clip.width],
                      "transform": {"resize": t.image_size, "mean": list(module.input_mean),
-                                   "std": list(module.input_std)}, "split": t.split}
+                                   "std": list(module.input_std)}, "split": t.split, "precision": precision}
     return FeatureCachePlan(root, weights, image_key, text_store)
