@@ -53,14 +53,31 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory.
-    On any failure the temporary file is removed and ``path`` is untouched."""
+class _HashingWriter:
+    """A write-only file that hashes what passes through it (the manifest's checksum without reading back)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.size, self.sha256 = f, 0, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> tuple[int, str]:
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory;
+    returns the size and sha256 of what was written. On any failure the temporary file is removed and ``path``
+    is untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            out = _HashingWriter(f)
+            write(out)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,6 +85,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return out.size, out.sha256.hexdigest()
 
 
 def sha256_of(path: Path) -> str:
@@ -82,9 +100,8 @@ def manifest_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + MANIFEST)
 
 
-def write_manifest(path: Path, step: int) -> None:
-    entry = {"file": Path(path).name, "step": int(step), "size": Path(path).stat().st_size,
-             "sha256": sha256_of(path)}
+def write_manifest(path: Path, step: int, size: int, sha256: str) -> None:
+    entry = {"file": Path(path).name, "step": int(step), "size": int(size), "sha256": sha256}
     write_atomic(manifest_path(path), lambda f: f.write(json.dumps(entry).encode()))
 
 
@@ -139,12 +156,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, lambda f: torch.save(checkpoint, f))
-            write_manifest(path, int(checkpoint.get("global_step", 0)))
+            size, sha256 = write_atomic(path, lambda f: torch.save(checkpoint, f))
+            write_manifest(path, int(checkpoint.get("global_step", 0)), size, sha256)
         except OSError as exc:
-            remove_manifest = manifest_path(path)
-            if remove_manifest.exists() and verify(path) is not None:
-                remove_manifest.unlink(missing_ok=True)
             raise CheckpointError(f"could not write checkpoint {path}: {exc}. The checkpoints already in "
                                   f"{path.parent} are unchanged; free space or fix permissions and resume.") from None
 
@@ -197,7 +211,7 @@ class SaveLast(Callback):
             entry = read_manifest(self.path)
             if entry is not None and entry["step"] == trainer.global_step:
                 pass  # this very state is already last.ckpt: it is rewritten in place
-            elif entry is not None and verify(self.path) is None:
+            elif entry is not None:  # kept as the previous state (resume verifies it before any use)
                 _move(self.path, self.directory / f"last-step{entry['step']}.ckpt")
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:

@@ -179,40 +179,33 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub, name: str, func, help: str, *positional: str, choices: dict | None = None) -> None:
+    """One subcommand: its positional arguments in order, the last taking every remaining word."""
+    cmd = sub.add_parser(name, help=help)
+    for k, arg in enumerate(positional):
+        last = k == len(positional) - 1
+        cmd.add_argument(arg, nargs="*" if last else None, choices=(choices or {}).get(arg))
+    cmd.set_defaults(func=func)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lseg-pacl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an experiment: lseg-pacl train EXP [key=value ...]")
-    t.add_argument("experiment")
-    t.add_argument("overrides", nargs="*")
-    t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
-                                    "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]")
-    e.add_argument("experiment")
-    e.add_argument("overrides", nargs="*")
-    e.set_defaults(func=cmd_eval)
-    d = sub.add_parser("data", help="datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
-                                    "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]")
-    d.add_argument("action", choices=list(DATA_ACTIONS))
-    d.add_argument("options", nargs="*")
-    d.set_defaults(func=cmd_data)
-    pr = sub.add_parser("predict", help='segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR '
-                                        'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]')
-    pr.add_argument("options", nargs="*")
-    pr.set_defaults(func=cmd_predict)
-    sw = sub.add_parser("sweep", help="run a W&B sweep file's grid in turn without a W&B server: lseg-pacl sweep "
-                                      "FILE [dry_run=true] [key=value ...]")
-    sw.add_argument("file")
-    sw.add_argument("overrides", nargs="*")
-    sw.set_defaults(func=cmd_sweep)
-    sc = sub.add_parser("score", help="score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
-                                      "pred_dir=DIR [split=]")
-    sc.add_argument("options", nargs="*")
-    sc.set_defaults(func=cmd_score)
-    b = sub.add_parser("bench", help="speed and memory figures to bench/results.json: lseg-pacl bench "
-                                     "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]")
-    b.add_argument("options", nargs="*")
-    b.set_defaults(func=cmd_bench)
+    _command(sub, "train", cmd_train, "train an experiment: lseg-pacl train EXP [key=value ...]",
+             "experiment", "overrides")
+    _command(sub, "eval", cmd_eval, "zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
+             "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]", "experiment", "overrides")
+    _command(sub, "data", cmd_data, "datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
+             "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]", "action", "options",
+             choices={"action": list(DATA_ACTIONS)})
+    _command(sub, "predict", cmd_predict, 'segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR '
+             'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]', "options")
+    _command(sub, "sweep", cmd_sweep, "run a W&B sweep file's grid in turn without a W&B server: lseg-pacl sweep "
+             "FILE [dry_run=true] [key=value ...]", "file", "overrides")
+    _command(sub, "score", cmd_score, "score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
+             "pred_dir=DIR [split=]", "options")
+    _command(sub, "bench", cmd_bench, "speed and memory figures to bench/results.json: lseg-pacl bench "
+             "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]", "options")
     return p
 
 

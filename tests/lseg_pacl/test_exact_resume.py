@@ -44,10 +44,10 @@ LAUNCHER = textwrap.dedent('''
                 os.kill(os.getpid(), signal.SIGKILL)
         return real_write(path, write)
 
-    def write_manifest(path, step):
+    def write_manifest(path, *args):
         if len(saves) == kill_save and how == "before_manifest":  # new file in place, its manifest not yet
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_manifest(path, step)
+        return real_manifest(path, *args)
 
     ckpt.write_atomic, ckpt.write_manifest = write_atomic, write_manifest
     sys.exit(main(sys.argv[1:]))
