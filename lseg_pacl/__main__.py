@@ -1,3 +1,3 @@
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 
 raise SystemExit(main())

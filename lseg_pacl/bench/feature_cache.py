@@ -47,10 +47,10 @@ class EpochTimer(L.Callback):
 def demo_epochs(folder: Path, cache: bool, train_images: int, epochs: int = 3) -> tuple[list[float], float]:
     """Seconds per training epoch of the demo's PACL stage, with or without the feature cache, and the seconds
     before the first epoch (filling the text store)."""
-    from lseg_pacl.builders import build_train_data, ensure_synthetic
-    from lseg_pacl.config import load_config, to_plain
+    from lseg_pacl.training.data import build_train_data, ensure_synthetic
+    from lseg_pacl.config.loading import load_config, to_plain
     from lseg_pacl.objectives import build_objective
-    from lseg_pacl.runner import make_trainer
+    from lseg_pacl.training.runner import make_trainer
 
     cfg = load_config("demo_pacl", [
         "model.clip.pretrained=null", f"data.synthetic.out={folder / 'world'}",
@@ -71,8 +71,8 @@ def demo_epochs(folder: Path, cache: bool, train_images: int, epochs: int = 3) -
 
 def demo_floor(folder: Path) -> float:
     """Seconds per step of what a cached step cannot avoid: the embedder and the loss, forward and backward."""
-    from lseg_pacl.builders import build_train_data
-    from lseg_pacl.config import load_config, to_plain
+    from lseg_pacl.training.data import build_train_data
+    from lseg_pacl.config.loading import load_config, to_plain
     from lseg_pacl.objectives import build_objective
 
     cfg = load_config("demo_pacl", ["model.clip.pretrained=null", f"data.synthetic.out={folder / 'world'}",
@@ -101,7 +101,7 @@ def _trainable_step(module, tokens: torch.Tensor, text_emb: torch.Tensor, positi
 
 def vitb16_step(device: str) -> dict[str, float]:
     """Seconds of one PACL step at ViT-B/16 scale: frozen encoders live, and the same step from stored features."""
-    from lseg_pacl.config import load_config, to_plain
+    from lseg_pacl.config.loading import load_config, to_plain
     from lseg_pacl.objectives import build_objective
 
     batch = 256 if device.startswith("cuda") else 16

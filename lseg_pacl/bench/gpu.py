@@ -34,7 +34,7 @@ def gpu_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
     if not device.startswith("cuda"):
         return {"gpu.available": {"value": 0, "unit": "no CUDA device: nothing measured"}}
     from lseg_pacl.bench.feature_cache import _trainable_step
-    from lseg_pacl.config import load_config, to_plain
+    from lseg_pacl.config.loading import load_config, to_plain
     from lseg_pacl.objectives import build_objective
     from lseg_pacl.objectives.texts import caption_texts
 

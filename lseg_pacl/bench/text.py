@@ -13,7 +13,7 @@ import torch
 from data_modules.benchmarks import BENCHMARKS
 from lseg_pacl.bench.measure import seconds
 from lseg_pacl.models.clip import ClipBackbone
-from lseg_pacl.prompts import templates
+from lseg_pacl.models.prompts import templates
 
 
 def text_suite(full: bool, device: str = "cpu", model: str = "ViT-B-16-quickgelu") -> dict[str, dict]:

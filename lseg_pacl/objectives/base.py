@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from data_modules.bad_samples import batch_size_of
-from lseg_pacl.config import from_plain
+from lseg_pacl.config.loading import from_plain
 from lseg_pacl.errors import TrainingDivergedError
 from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.objectives.distributed import world
 from lseg_pacl.objectives.zeroshot import zero_shot_logits
-from lseg_pacl.prompts import templates
+from lseg_pacl.models.prompts import templates
 
 log = logging.getLogger(__name__)
 

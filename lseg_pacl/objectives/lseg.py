@@ -14,7 +14,7 @@ from data_modules.bad_samples import batch_size_of
 from data_modules.benchmarks import IGNORE_INDEX
 from lseg_pacl.models.lseg import LSegNet
 from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.prompts import templates
+from lseg_pacl.models.prompts import templates
 
 
 class LSeg(ZeroShotObjective):

@@ -19,7 +19,7 @@ from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch, world
 from lseg_pacl.objectives.losses import contrastive_loss
 from lseg_pacl.objectives.texts import caption_texts
-from lseg_pacl.prompts import PACL_TEMPLATES
+from lseg_pacl.models.prompts import PACL_TEMPLATES
 
 log = logging.getLogger(__name__)
 

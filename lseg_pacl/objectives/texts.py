@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from lseg_pacl.prompts import PACL_TEMPLATES
+from lseg_pacl.models.prompts import PACL_TEMPLATES
 
 
 def noun_prompts(nouns: list[list[str]], per_noun: int = len(PACL_TEMPLATES),

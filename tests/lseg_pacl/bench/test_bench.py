@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lseg_pacl.evaluation.labels import LabelSet, read_synonyms
-from lseg_pacl.prompts import templates
+from lseg_pacl.models.prompts import templates
 
 
 def test_a_class_takes_the_max_over_its_names():

@@ -8,7 +8,7 @@ from layouts import make_ade, make_coco_stuff, make_context, make_voc
 from PIL import Image
 
 from data_modules.segmentation import SegmentationSet
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 from lseg_pacl.evaluation.score import score_folder
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 from lseg_pacl.objectives.pacl import Pacl
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import torch
 
-from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.models.lseg import LSegNet
 from lseg_pacl.objectives import load_objective
 from lseg_pacl.objectives.lseg import LSeg
-from lseg_pacl.runner import train
+from lseg_pacl.training.runner import train
 
 
 def test_logits_shapes_any_label_count_and_label_permutation_equivariance():

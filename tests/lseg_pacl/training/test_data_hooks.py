@@ -12,8 +12,8 @@ from layouts import make_shards, truncate
 from data_modules.captions import CaptionDataModule
 from data_modules.shards import ShardSource, ShardStream
 from data_modules.transforms import caption_train_transform
-from lseg_pacl.cli import main
-from lseg_pacl.runner import make_trainer, train
+from lseg_pacl.commands.cli import main
+from lseg_pacl.training.runner import make_trainer, train
 
 
 class KeyRecorder(L.LightningModule):
@@ -73,7 +73,7 @@ def test_too_many_bad_images_stop_the_run_with_the_files_named(tiny, world, tmp_
 
 def test_a_stream_that_ran_dry_stops_the_run_with_its_reason():
     from data_modules.bad_samples import EVENTS, EXHAUSTED
-    from lseg_pacl.data_hooks import SkipMonitor
+    from lseg_pacl.training.data_hooks import SkipMonitor
     from lseg_pacl.errors import BadDataError
 
     monitor = SkipMonitor(max_bad_fraction=1.0)

@@ -18,7 +18,7 @@ from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.benchmarks import benchmark
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import normalize_transform
-from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import (
     coherence_auroc,
@@ -32,8 +32,8 @@ from lseg_pacl.evaluation.metrics import SegmentationScore, report
 from lseg_pacl.evaluation.pictures import save_panel, wandb_masks
 from lseg_pacl.evaluation.report import to_wandb, write_reports
 from lseg_pacl.objectives import build_objective, load_objective
-from lseg_pacl.prompts import templates
-from lseg_pacl.runner import experiment_root, new_run_id
+from lseg_pacl.models.prompts import templates
+from lseg_pacl.training.runner import experiment_root, new_run_id
 
 log = logging.getLogger(__name__)
 PATCHES_PER_IMAGE = 64  # patches each image adds to the coherence pool
@@ -207,7 +207,7 @@ def evaluate(experiment: str, overrides: list[str]) -> dict:
     if cfg.stages:
         raise ConfigError(f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
                           f"with ckpt=<that stage's checkpoint>")
-    from lseg_pacl.builders import check_benchmarks, ensure_synthetic
+    from lseg_pacl.training.data import check_benchmarks, ensure_synthetic
 
     ensure_synthetic(cfg)
     roots = check_benchmarks(cfg, list(cfg.eval.benchmarks) or None)

@@ -7,10 +7,10 @@ import torch
 
 import data_modules.captions as captions
 from data_modules.captions import collate_captions
-from lseg_pacl.builders import build_train_data
-from lseg_pacl.cli import main
-from lseg_pacl.config import load_config, to_plain
-from lseg_pacl.feature_caching import plan_feature_cache
+from lseg_pacl.training.data import build_train_data
+from lseg_pacl.commands.cli import main
+from lseg_pacl.config.loading import load_config, to_plain
+from lseg_pacl.training.feature_caching import plan_feature_cache
 from lseg_pacl.objectives import build_objective
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lseg_pacl.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def experiments_dir() -> Path:

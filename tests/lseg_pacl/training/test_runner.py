@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import load_objective
-from lseg_pacl.runner import train
+from lseg_pacl.training.runner import train
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -62,7 +62,7 @@ class Crash(Exception):
 def test_an_interrupted_run_resumes_from_its_newest_state(tiny, tmp_path, monkeypatch):
     from lightning.pytorch.callbacks import Callback
 
-    import lseg_pacl.runner as runner
+    import lseg_pacl.training.runner as runner
 
     class CrashAtStep5(Callback):
         def on_train_batch_start(self, trainer, *args):

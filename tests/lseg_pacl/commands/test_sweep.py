@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 from lseg_pacl.errors import ConfigError
-from lseg_pacl.sweep import combinations, read_sweep, sweep_command
+from lseg_pacl.commands.sweep import combinations, read_sweep, sweep_command
 
 SWEEP = """
 name: tiny
@@ -43,7 +43,7 @@ def test_every_trial_runs_and_the_results_are_written(tiny, tmp_path, monkeypatc
 
 
 def test_the_shipped_sweep_files_parse():
-    from lseg_pacl.config import experiments_dir
+    from lseg_pacl.config.loading import experiments_dir
 
     files = sorted((experiments_dir() / "sweeps").glob("*.yaml"))
     assert files

@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 
 
 def test_data_synth_writes_the_world_and_reports_it(tmp_path, capsys):

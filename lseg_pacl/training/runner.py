@@ -24,8 +24,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from lseg_pacl.builders import build_train_data, check_inputs
-from lseg_pacl.checkpointing import (
+from lseg_pacl.training.data import build_train_data, check_inputs
+from lseg_pacl.training.checkpointing import (
     LAST,
     SafeCheckpointIO,
     SaveLast,
@@ -33,12 +33,12 @@ from lseg_pacl.checkpointing import (
     checkpoints_by_step,
     resume_checkpoint,
 )
-from lseg_pacl.config import load_config, load_saved, merge_overrides, resume_changes, to_plain
-from lseg_pacl.data_hooks import DataEpoch, LoaderPosition, SkipMonitor
+from lseg_pacl.config.loading import load_config, load_saved, merge_overrides, resume_changes, to_plain
+from lseg_pacl.training.data_hooks import DataEpoch, LoaderPosition, SkipMonitor
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.objectives import build_objective
-from lseg_pacl.preemption import PreemptionHandler
-from lseg_pacl.step_seed import StepSeed
+from lseg_pacl.training.preemption import PreemptionHandler
+from lseg_pacl.training.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
 

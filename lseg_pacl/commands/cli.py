@@ -31,7 +31,7 @@ def _kv(words: list[str], allowed: dict[str, type]) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lseg_pacl.runner import train
+    from lseg_pacl.training.runner import train
 
     train(args.experiment, args.overrides)
     return 0
@@ -41,21 +41,21 @@ def _eval_shortcuts(words: list[str]) -> list[str]:
     """``ckpt=``, ``benchmarks=``, ``mode=``, ``class_names.voc21=`` ... mean ``eval.<key>``."""
     from dataclasses import fields
 
-    from lseg_pacl.config import EvalConfig
+    from lseg_pacl.config.loading import EvalConfig
 
     short = {f.name for f in fields(EvalConfig)}
     return [f"eval.{w}" if w.partition("=")[0].split(".")[0] in short else w for w in words]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lseg_pacl.evaluate import evaluate
+    from lseg_pacl.commands.evaluate import evaluate
 
     evaluate(args.experiment, _eval_shortcuts(args.overrides))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from lseg_pacl.predict import predict
+    from lseg_pacl.commands.predict import predict
 
     own = {"ckpt": str, "image": str, "labels": str, "out": str,
            "embeddings": lambda v: v.lower() in ("1", "true", "yes"),
@@ -73,7 +73,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lseg_pacl.sweep import run_sweep
+    from lseg_pacl.commands.sweep import run_sweep
 
     dry = [w for w in args.overrides if w.startswith("dry_run=")]
     rest = [w for w in args.overrides if w not in dry]

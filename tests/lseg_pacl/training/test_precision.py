@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lseg_pacl.runner import train
+from lseg_pacl.training.runner import train
 
 
 @pytest.mark.parametrize("experiment", ["demo_clip", "demo_pacl", "lseg_demo_seg"])

@@ -13,10 +13,10 @@ from conftest import WORLD
 
 LAUNCHER = textwrap.dedent('''
     import os, signal, sys
-    import lseg_pacl.checkpointing as ckpt
-    import lseg_pacl.runner as runner
+    import lseg_pacl.training.checkpointing as ckpt
+    import lseg_pacl.training.runner as runner
     from lightning.pytorch.callbacks import Callback
-    from lseg_pacl.cli import main
+    from lseg_pacl.commands.cli import main
 
     kill_step = int(os.environ.get("KILL_AT_STEP", "-1"))
     signal_step, signal_name = int(os.environ.get("SIGNAL_AT_STEP", "-1")), os.environ.get("SIGNAL", "SIGTERM")

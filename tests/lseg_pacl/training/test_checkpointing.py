@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from lseg_pacl.checkpointing import (
+from lseg_pacl.training.checkpointing import (
     LAST,
     SafeCheckpointIO,
     checkpoints_by_step,
@@ -19,7 +19,7 @@ from lseg_pacl.errors import CheckpointError, MissingInputError
 from lseg_pacl.models.clip import create_clip
 from lseg_pacl.models.dpt import _read_state
 from lseg_pacl.objectives import load_objective
-from lseg_pacl.runner import train
+from lseg_pacl.training.runner import train
 
 
 def save(folder, name, step, value=1.0):

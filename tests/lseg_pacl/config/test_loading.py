@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lseg_pacl.cli import main
-from lseg_pacl.config import closest_keys, load_config
+from lseg_pacl.commands.cli import main
+from lseg_pacl.config.loading import closest_keys, load_config
 from lseg_pacl.errors import ConfigError
 
 
@@ -76,7 +76,7 @@ def test_unknown_key_inside_an_experiment_file_names_the_file(tmp_path: Path, mo
 
 
 def test_every_shipped_experiment_loads():
-    from lseg_pacl.config import available_experiments
+    from lseg_pacl.config.loading import available_experiments
 
     names = available_experiments()
     assert {"demo", "demo_clip", "demo_pacl", "pacl_vitb16"} <= set(names)
@@ -114,7 +114,7 @@ def test_shard_training_needs_sources_and_an_epoch_length():
 
 
 def test_saved_configs_of_the_single_benchmark_schema_still_load(tmp_path):
-    from lseg_pacl.config import load_saved
+    from lseg_pacl.config.loading import load_saved
 
     old = tmp_path / "config.yaml"
     old.write_text("data:\n  val:\n    dataset: synthetic\n    root: /w/ADEChallengeData2016\n")

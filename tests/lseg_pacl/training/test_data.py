@@ -3,8 +3,8 @@
 import pytest
 from layouts import make_shards, make_voc
 
-from lseg_pacl.builders import check_inputs, val_roots
-from lseg_pacl.config import load_config
+from lseg_pacl.training.data import check_inputs, val_roots
+from lseg_pacl.config.loading import load_config
 from lseg_pacl.errors import MissingInputError
 
 
@@ -49,7 +49,7 @@ def test_url_schemes_without_a_file_system_stop_at_start(tmp_path, monkeypatch):
 
 
 def test_a_split_that_does_not_fit_the_processes_is_a_config_error(tmp_path):
-    from lseg_pacl.builders import _shard_stream, shard_sources
+    from lseg_pacl.training.data import _shard_stream, shard_sources
     from lseg_pacl.errors import ConfigError
 
     urls = "['" + str(tmp_path / "{00000..00003}.tar") + "']"

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lseg_pacl.checkpointing import SaveLast
+from lseg_pacl.training.checkpointing import SaveLast
 from lseg_pacl.errors import Preempted
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ from PIL import Image
 
 from data_modules.bad_samples import BadSample
 from data_modules.images import read_rgb
-from lseg_pacl.config import available_experiments, load_config, merge_overrides, to_plain
+from lseg_pacl.config.loading import available_experiments, load_config, merge_overrides, to_plain
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.evaluate import _autocast, _device, protocol
+from lseg_pacl.commands.evaluate import _autocast, _device, protocol
 from lseg_pacl.evaluation.inference import infer, resize_short_side
 from lseg_pacl.evaluation.pictures import overlay, palette
 from lseg_pacl.objectives import build_objective, load_objective
-from lseg_pacl.prompts import templates
+from lseg_pacl.models.prompts import templates
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("{}_overlay.png", "{}_labels.png", "{}.json")

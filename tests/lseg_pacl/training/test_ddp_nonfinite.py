@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lseg_pacl.config import load_config, to_plain
+from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 
 
@@ -25,7 +25,7 @@ class NanOnRank1AtStep1(ClipContrastive):
 def test_a_nan_on_one_rank_skips_the_update_on_both(world, tmp_path, tiny):
     import lightning as L
 
-    from lseg_pacl.builders import build_train_data
+    from lseg_pacl.training.data import build_train_data
 
     cfg = load_config("demo_clip", [*tiny, "model.noun_prompt_templates=0"])
     module = NanOnRank1AtStep1(to_plain(cfg))

@@ -8,10 +8,10 @@ from layouts import truncate, write_jpeg
 from PIL import Image
 from safetensors import safe_open
 
-from lseg_pacl.cli import main
+from lseg_pacl.commands.cli import main
 from lseg_pacl.errors import ConfigError
 from lseg_pacl.evaluation.pictures import palette
-from lseg_pacl.predict import parse_labels
+from lseg_pacl.commands.predict import parse_labels
 
 LABELS = "sky, grass , ball"
 

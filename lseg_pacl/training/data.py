@@ -18,9 +18,9 @@ from data_modules.transforms import (
     segmentation_eval_transform,
     segmentation_train_transform,
 )
-from lseg_pacl.config import data_root
+from lseg_pacl.config.loading import data_root
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.feature_caching import FeatureCachePlan, plan_feature_cache
+from lseg_pacl.training.feature_caching import FeatureCachePlan, plan_feature_cache
 from lseg_pacl.objectives.base import ZeroShotObjective
 
 log = logging.getLogger(__name__)

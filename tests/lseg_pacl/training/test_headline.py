@@ -2,8 +2,8 @@
 
 import pytest
 
-from lseg_pacl.cli import main
-from lseg_pacl.runner import train
+from lseg_pacl.commands.cli import main
+from lseg_pacl.training.runner import train
 
 
 def synthetic_data(world) -> list[str]:
