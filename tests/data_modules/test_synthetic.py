@@ -1,4 +1,4 @@
-"""Tests for the embedded synthetic world (data_modules/synthetic.py)."""
+"""Tests for the embedded synthetic world (data_modules/synthetic/)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_modules import synthetic
-from data_modules.synthetic import CLASS_NAMES, VERSION, generate, is_complete
+from data_modules.synthetic import CLASS_NAMES, VERSION, generate, is_complete, writer
 
 N_TRAIN, N_VAL = 12, 4
 PLURALS = {"box": "boxes"}
@@ -221,14 +220,14 @@ def test_empty_directory_is_filled(tmp_path: Path) -> None:
 
 
 def test_interrupted_generation_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = synthetic._write_split
+    real = writer._write_split
 
     def failing(root: Path, split: str, *args, **kwargs) -> None:
         real(root, split, *args, **kwargs)
         if split == "val":
             raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(synthetic, "_write_split", failing)
+    monkeypatch.setattr(writer, "_write_split", failing)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "w", seed=0, n_train=3, n_val=2)
     assert list(tmp_path.iterdir()) == []
