@@ -3,7 +3,7 @@
 Weights (``pretrained``): None for random init, a local file (open_clip/OpenAI state dict, safetensors, or one of
 our Lightning checkpoints), or a known open_clip tag. A tag is read from the local cache when it is there; when it
 must be downloaded and the hub cannot be reached, we stop within seconds and say which file to pass instead
-(open_clip alone would retry for about a minute); the network/offline helpers live in hub.py.
+(open_clip alone would retry for about a minute); reading weights is weights.py's job, the network hub.py's.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
@@ -20,61 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.models.hub import cached_hub_file as _cached_hub_file
-from lseg_pacl.models.hub import download_clip_weights as _download
-from lseg_pacl.models.hub import host_reachable as _host_reachable  # noqa: F401 (kept importable here)
+from lseg_pacl.errors import ConfigError
 from lseg_pacl.models.last_block import transformer_tokens
+from lseg_pacl.models.weights import clip_tag_config, load_clip_weights
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)  # registers lseg-tiny-vit (tests, the demo)
-
-# ------------------------------------------------------------------------------------------------ weights
-
-
-def _is_file_like(value: str) -> bool:
-    return os.sep in value or value.startswith(".") or Path(value).suffix in {".pt", ".pth", ".bin", ".ckpt",
-                                                                              ".safetensors"}
-
-
-def _lightning_clip_state(obj: dict) -> dict | None:
-    """The CLIP weights inside one of our Lightning checkpoints (keys under ``clip.model.``)."""
-    state = obj.get("state_dict") if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or "pytorch-lightning_version" not in obj:
-        return None
-    prefix = "clip.model."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def load_weights(model: nn.Module, path: str) -> None:
-    """Load a local weights file into an open_clip model, tensors only (no pickled code is run)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise MissingInputError(f"CLIP weights file {file} does not exist (model.clip.pretrained)")
-    if file.suffix != ".safetensors":
-        try:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise MissingInputError(
-                f"{file} cannot be read as a tensors-only checkpoint ({type(exc).__name__}). TorchScript archives "
-                f"such as OpenAI's original ViT-B-16.pt are not accepted: pass open_clip's "
-                f"open_clip_pytorch_model.bin / open_clip_model.safetensors instead."
-            ) from None
-        state = _lightning_clip_state(obj)
-        if state is not None:
-            if not state:
-                raise MissingInputError(f"{file} is a Lightning checkpoint without CLIP weights (no clip.model.*)")
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise ConfigError(
-                    f"{file} does not fit model.clip.name: missing {list(missing)[:5]}, unexpected "
-                    f"{list(unexpected)[:5]}"
-                )
-            return
-    try:
-        open_clip.load_checkpoint(model, str(file), weights_only=True)
-    except RuntimeError as exc:
-        raise ConfigError(f"{file} does not fit model.clip.name: {str(exc).splitlines()[0]}") from None
 
 
 @contextlib.contextmanager
@@ -93,27 +44,44 @@ def create_clip(name: str, pretrained: str | None = None) -> nn.Module:
     """An open_clip CLIP by model name with weights from a tag, a local file, or none (random init)."""
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model '{name}' (model.clip.name); see open_clip.list_models()")
-    tag_cfg: dict = {}
-    is_file = pretrained is not None and (_is_file_like(pretrained) or Path(pretrained).expanduser().is_file())
-    if pretrained is not None and not is_file:
-        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-        if not tag_cfg:
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            raise ConfigError(
-                f"'{pretrained}' is neither a file nor a pretrained tag of {name} (model.clip.pretrained); "
-                f"tags: {', '.join(tags) or 'none'}"
-            )
+    tag_cfg = clip_tag_config(name, pretrained)
     quick_gelu = bool(tag_cfg.get("quick_gelu", False)) and not name.endswith("quickgelu")
     with _quiet_root_logger():
         model = open_clip.create_model(name, pretrained=None, load_weights=False, force_quick_gelu=quick_gelu)
-    if pretrained is None:
-        return model
-    if is_file:
-        load_weights(model, pretrained)
-    else:
-        file = _cached_hub_file(tag_cfg) or _download(name, pretrained, tag_cfg)
-        open_clip.load_checkpoint(model, file, weights_only=True)
+    if pretrained is not None:
+        load_clip_weights(model, name, pretrained, tag_cfg)
     return model
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """What an open_clip ViT's config says about its image side, before any weights are built."""
+
+    patch: int
+    width: int  # the vision transformer's token width
+    image_size: int  # its native input side
+    embed_dim: int  # the joint image-text space
+
+
+def clip_geometry(name: str) -> ClipGeometry:
+    cfg = open_clip.get_model_config(name)
+    if not cfg:
+        raise ConfigError(f"unknown open_clip model '{name}' (model.clip.name); see open_clip.list_models()")
+    vision = cfg["vision_cfg"]
+    patch = vision.get("patch_size")
+    plain = isinstance(patch, int) and isinstance(vision.get("layers"), int)
+    if not plain or vision.get("timm_model_name") or vision.get("attentional_pool"):
+        raise ConfigError(f"{name} is not a plain ViT CLIP; dense patch features need one (model.clip.name)")
+    size = vision["image_size"]
+    return ClipGeometry(patch, int(vision["width"]), int(size if isinstance(size, int) else size[0]),
+                        int(cfg["embed_dim"]))
+
+
+def clip_normalisation(name: str, pretrained: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the weights were trained with: their tag's record, else OpenAI's statistics."""
+    pre = clip_tag_config(name, pretrained) if pretrained else {}
+    return (tuple(pre.get("mean", open_clip.constants.OPENAI_DATASET_MEAN)),
+            tuple(pre.get("std", open_clip.constants.OPENAI_DATASET_STD)))
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -139,26 +107,33 @@ class TextEmbeddingCache:
 
 
 class ClipBackbone(nn.Module):
-    """An open_clip CLIP with the views this project needs: pooled, dense (per patch) and text embeddings."""
+    """An open_clip CLIP with the views this project needs: pooled, dense (per patch) and text embeddings.
+
+    ``image_tower=False`` keeps only the text side (LSeg embeds labels with CLIP but sees images with its own
+    encoder): open_clip has no text-only constructor, so the image tower is dropped right after the weights are
+    loaded, before the module reaches a device or a checkpoint.
+    """
 
     def __init__(self, name: str, pretrained: str | None = None, image_size: int | None = None,
-                 last_block: str = "plain") -> None:
+                 last_block: str = "plain", image_tower: bool = True) -> None:
         super().__init__()
+        geometry = clip_geometry(name)
         self.name = name
         self.last_block = last_block  # the last block of dense features (models/last_block.py)
         self.model = create_clip(name, pretrained)
         self.tokenizer = open_clip.get_tokenizer(name)
-        visual = self.model.visual
-        if not hasattr(visual, "conv1") or getattr(visual, "attn_pool", None) is not None:
-            raise ConfigError(f"{name} is not a plain ViT CLIP; dense patch features need one (model.clip.name)")
-        self.patch_size = int(visual.patch_size[0])
-        self.image_size = int(image_size or visual.image_size[0])
-        self.width = int(visual.conv1.out_channels)
-        self.embed_dim = int(visual.output_dim)
-        pre = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
-        self.mean = tuple(pre.get("mean", open_clip.constants.OPENAI_DATASET_MEAN))
-        self.std = tuple(pre.get("std", open_clip.constants.OPENAI_DATASET_STD))
+        self.patch_size = geometry.patch
+        self.image_size = int(image_size or geometry.image_size)
+        self.width = geometry.width
+        self.embed_dim = geometry.embed_dim
+        self.mean, self.std = clip_normalisation(name, pretrained)
         self.text_cache = TextEmbeddingCache()
+        if not image_tower:
+            self.model.visual = None
+
+    @property
+    def has_image_tower(self) -> bool:
+        return self.model.visual is not None
 
     # ---- image side
     def _positional(self, grid: tuple[int, int]) -> torch.Tensor:

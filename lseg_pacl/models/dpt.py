@@ -3,7 +3,7 @@ per pixel at half the input resolution.
 
 Why a DPT and not CLIP's image tower: LSeg trains this encoder so that its per-pixel embeddings match CLIP's
 frozen text embeddings; the paper's backbone is timm's ImageNet ViT-L/16 (384), read at four depths and fused
-coarse to fine (method notes §1). We run timm's blocks ourselves so that the positional embeddings are resized
+coarse to fine (docs/methods.md#lseg). We run timm's blocks ourselves so that the positional embeddings are resized
 bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides divide by
 the patch size works, square or not.
 
@@ -22,9 +22,7 @@ by 32 and keeps shapes consistent when they do not; a 1/32 level that needs a x4
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import timm
 import torch
@@ -33,143 +31,36 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.models.hub import cached_hf_file, hf_cache_dir, hf_endpoint, require_reachable, split_repo
+from lseg_pacl.errors import ConfigError
+from lseg_pacl.models.weights import load_vit_state, vit_state
 
-CONFIG_KEY = "model.lseg.backbone_pretrained"
 STRIDES = (4, 8, 16, 32)  # the four reassembled levels, relative to the input image
 
 BACKBONES: dict[str, dict] = {
     # LSeg's main model: hooks after blocks 5, 11, 17, 23
-    "vit_large_patch16_384": {"hooks": (5, 11, 17, 23), "channels": (256, 512, 1024, 1024)},
-    "vit_base_patch16_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768)},
+    "vit_large_patch16_384": {"hooks": (5, 11, 17, 23), "channels": (256, 512, 1024, 1024), "patch": 16},
+    "vit_base_patch16_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768), "patch": 16},
     # LSeg's ablation model ("ViT-B/32")
-    "vit_base_patch32_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768)},
+    "vit_base_patch32_384": {"hooks": (2, 5, 8, 11), "channels": (96, 192, 384, 768), "patch": 32},
     # a tiny random ViT that builds offline, for tests and the CPU demo (no pretrained weights exist)
     "vit_tiny_lseg": {
         "hooks": (0, 1, 2, 3),
         "channels": (24, 48, 96, 96),
+        "patch": 8,
         "vit_kwargs": {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
     },
 }
 
-WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
-_DEFAULT_TAGS = {"imagenet", "timm", "default", "true", "1", "yes"}
-_NO_WEIGHTS = {"", "none", "null", "false", "0", "no", "random"}
-_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
 
 # ------------------------------------------------------------------------------------------------ the ViT
 
 
-def _spec(name: str) -> dict:
+def backbone_spec(name: str) -> dict:
+    """The backbone's entry in BACKBONES (hooks, reassemble channels, patch size); an error for an unknown one."""
     if name not in BACKBONES:
         known = ", ".join(BACKBONES)
         raise ConfigError(f"unknown DPT backbone '{name}' (model.lseg.backbone); known: {known}")
     return BACKBONES[name]
-
-
-def _is_file_like(value: str) -> bool:
-    return (os.sep in value or "/" in value or value.startswith((".", "~"))
-            or Path(value).suffix in WEIGHT_SUFFIXES or Path(value).expanduser().is_file())
-
-
-def _hub_source(name: str, tag: str | None) -> tuple[str, tuple[str, ...], str]:
-    """(hub repo, candidate file names, full tag) of timm's weights for ``name``; tag None: timm's default."""
-    if "vit_kwargs" in BACKBONES[name]:
-        raise ConfigError(f"{name} is built here and has no pretrained weights ({CONFIG_KEY}: null or file)")
-    full = name if tag is None else f"{name}.{tag}"
-    cfg = timm.models.get_pretrained_cfg(full) if tag is None or full in timm.list_pretrained(full) else None
-    if cfg is None:
-        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
-        raise ConfigError(
-            f"'{tag}' is neither a file nor a timm pretrained tag of {name} ({CONFIG_KEY}); use 'imagenet' "
-            f"(timm's default) or one of: {', '.join(tags) or 'none'}"
-        )
-    if not cfg.hf_hub_id:
-        raise ConfigError(f"timm publishes no hub weights for {full}; pass a local file as {CONFIG_KEY}")
-    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_FILES
-    return cfg.hf_hub_id, files, f"{name}.{cfg.tag}" if cfg.tag else name
-
-
-def _fetch_hub_file(name: str, tag: str | None) -> str:
-    """The local path of timm's weights for ``name``: from the cache, else downloaded, else a fast error."""
-    repo, files, full = _hub_source(name, tag)
-    found = cached_hf_file(repo, files)
-    if found:
-        return found
-    repo_id, revision = split_repo(repo)
-    require_reachable(hf_endpoint(), what=f"ImageNet ViT weights {full}", filename=files[0],
-                      where=f"{hf_endpoint()}/{repo_id}", config_key=CONFIG_KEY)
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    for file in files[:-1]:
-        try:
-            return hf_hub_download(repo_id, file, revision=revision, cache_dir=hf_cache_dir())
-        except EntryNotFoundError:
-            continue  # an older repository without safetensors: take the next name
-    return hf_hub_download(repo_id, files[-1], revision=revision, cache_dir=hf_cache_dir())
-
-
-def _read_state(file: Path) -> dict[str, torch.Tensor]:
-    """A tensors-only state dict from a file (no pickled code runs), unwrapped from "state_dict"/"model"."""
-    if not file.is_file():
-        raise MissingInputError(f"ViT weights file {file} does not exist ({CONFIG_KEY})")
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(file), device="cpu")
-        else:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MissingInputError(
-            f"{file} cannot be read as a tensors-only state dict ({type(exc).__name__}; {CONFIG_KEY})"
-        ) from None
-    while isinstance(obj, dict):
-        inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise MissingInputError(f"{file} holds no state dict of tensors ({CONFIG_KEY})")
-    return obj
-
-
-def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keys of a ViT stored inside a larger model (``net.vit.cls_token``...) reduced to the ViT's own."""
-    anchor = next((k for k in state if k == "cls_token" or k.endswith(".cls_token")), None)
-    if not anchor or anchor == "cls_token":
-        return state
-    prefix = anchor[: -len("cls_token")]
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _load_strict(vit: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    # the ViT has no classifier: an ImageNet head in the file is not ours to load
-    state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
-    try:
-        vit.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [line.strip() for line in str(exc).splitlines()[1:4]]
-        detail = " ".join(lines)
-        raise ConfigError(f"{source} does not fit model.lseg.backbone ({CONFIG_KEY}): {detail}") from None
-
-
-def _weights_source(pretrained: str | bool | None) -> tuple[str, str | None]:
-    """("none" | "file" | "hub", file path or hub tag), decided before the (possibly large) ViT is built."""
-    if pretrained is None or pretrained is False:
-        return "none", None
-    if pretrained is True:
-        return "hub", None
-    value = str(pretrained).strip()
-    if value.lower() in _NO_WEIGHTS:
-        return "none", None
-    if _is_file_like(value):
-        return "file", value
-    if value.lower() in _DEFAULT_TAGS:
-        return "hub", None
-    return "hub", value
 
 
 def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransformer:
@@ -179,18 +70,10 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
     ``name``, or an explicit timm tag such as "augreg_in21k_ft_in1k", read from the Hugging Face cache or
     downloaded (fails fast without a network); or a local .pth/.pt/.bin/.safetensors state dict, possibly
     nested under "state_dict"/"model" or prefixed (``...vit.cls_token``), loaded strictly (an ImageNet head
-    is dropped).
+    is dropped). Reading them is weights.py's job.
     """
-    spec = _spec(name)
-    kind, value = _weights_source(pretrained)
-    # weights are found and read before the (possibly large) ViT is built: a bad source fails at once
-    state, source = None, ""
-    if kind == "hub":
-        source = _fetch_hub_file(name, value)
-        state = _read_state(Path(source))
-    elif kind == "file":
-        source = str(Path(str(value)).expanduser())
-        state = _strip_prefix(_read_state(Path(source)))
+    spec = backbone_spec(name)
+    state, source, from_hub = vit_state(name, pretrained, built_here="vit_kwargs" in spec)
     if "vit_kwargs" in spec:
         vit = VisionTransformer(**spec["vit_kwargs"], num_classes=0, dynamic_img_size=True)
     else:
@@ -198,12 +81,8 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
     plain = isinstance(vit, VisionTransformer) and vit.cls_token is not None and vit.reg_token is None
     if not plain or vit.no_embed_class:
         raise ConfigError(f"{name} is not a plain ViT with a class token and no register tokens")
-    if kind == "hub" and state is not None:
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
-        state = checkpoint_filter_fn(state, vit)  # what timm itself applies to its hub weights
     if state is not None:
-        _load_strict(vit, state, source)
+        load_vit_state(vit, state, source, from_hub)
     return vit
 
 
@@ -297,7 +176,7 @@ class DPT(nn.Module):
     def __init__(self, backbone: str, pretrained: str | None = None, features: int = 256, out_dim: int = 512,
                  readout: str = "project") -> None:
         super().__init__()
-        spec = _spec(backbone)
+        spec = backbone_spec(backbone)
         self.backbone_name = backbone
         self.hooks: tuple[int, ...] = tuple(spec["hooks"])
         self.vit = create_vit(backbone, pretrained)
@@ -325,7 +204,7 @@ class DPT(nn.Module):
         return self.vit.parameters()
 
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Everything but the ViT: readouts, reassembly, fusion and head (LSeg trains these at 10x the lr)."""
+        """Everything but the ViT: readouts, reassembly, fusion and head (trained at model.lseg.head_lr_mult x)."""
         return (p for name, p in self.named_parameters() if not name.startswith("vit."))
 
     def grid(self, height: int, width: int) -> tuple[int, int]:

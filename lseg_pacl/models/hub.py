@@ -1,6 +1,6 @@
 """Weights from a model hub, offline-first: the local cache, then the network, else a fast, actionable error.
 
-CLIP (clip.py) and the DPT's ImageNet ViT (dpt.py) both fetch weights through the Hugging Face hub or a plain
+CLIP and the DPT's ImageNet ViT (weights.py) both fetch weights through the Hugging Face hub or a plain
 URL. Left alone, open_clip and timm retry an unreachable host for about a minute and then fail with a
 network traceback. Here the cache is read first, the host is probed once (a few seconds at most, and not at
 all when ``HF_HUB_OFFLINE`` is set), and without a network the error names the file, where to get it, and the
@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lseg_pacl.config.values import parse_bool
 from lseg_pacl.errors import MissingInputError
-
-_FALSE_VALUES = {"", "0", "false", "off", "no"}
 
 
 def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` asks for no network (any value other than 0/false/off/no/empty)."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in _FALSE_VALUES
+    """True when ``HF_HUB_OFFLINE`` asks for no network (a yes/no word; unset or empty: no)."""
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip()
+    return bool(value) and parse_bool(value, "HF_HUB_OFFLINE")
 
 
 def host_reachable(url: str, timeout: float = 3.0) -> bool:

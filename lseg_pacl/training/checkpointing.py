@@ -28,6 +28,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from lseg_pacl.checksums import sha256_of
 from lseg_pacl.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -86,14 +87,6 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> tuple[int, s
         raise
     _fsync_dir(path.parent)
     return out.size, out.sha256.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_path(path: Path) -> Path:

@@ -77,7 +77,7 @@ def test_unknown_model_name():
 
 def test_download_without_network_fails_fast_and_says_which_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("lseg_pacl.models.clip._cached_hub_file", lambda cfg: None)
+    monkeypatch.setattr("lseg_pacl.models.hub.cached_hub_file", lambda cfg: None)
     with pytest.raises(MissingInputError) as info:
         create_clip("ViT-B-16-quickgelu", "openai")
     message = str(info.value)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import lseg_pacl.models.dpt as dpt
+import lseg_pacl.models.weights as weights
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.models.dpt import BACKBONES, DPT, create_vit, resize_pos_embed
 
@@ -234,7 +234,8 @@ def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, no_network
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setattr(dpt, "_hub_source", lambda name, tag: ("timm/fake_tiny", dpt._HUB_FILES, "fake"))
+    monkeypatch.setattr(weights, "timm_hub_source",
+                        lambda name, tag, built_here=False: ("timm/fake_tiny", weights.TIMM_HUB_FILES, "fake"))
     vit = create_vit("vit_tiny_lseg", "imagenet")
     assert torch.equal(vit.pos_embed, tiny.vit.pos_embed)
 

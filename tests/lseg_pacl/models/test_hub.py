@@ -3,7 +3,6 @@ import time
 
 import pytest
 
-import lseg_pacl.models.clip as clip
 from lseg_pacl.errors import MissingInputError
 from lseg_pacl.models import hub
 
@@ -119,9 +118,13 @@ def test_require_reachable_fails_fast_with_instructions(monkeypatch):
     assert "model.x.pretrained=/path/to/model.safetensors" in message
 
 
-def test_require_reachable_passes_when_the_host_answers(monkeypatch):
-    monkeypatch.setattr(hub, "host_reachable", lambda url, timeout=3.0: True)
-    hub.require_reachable("https://huggingface.co", what="w", filename="f", where="w", config_key="k")
+def test_require_reachable_asks_the_probe_host_and_passes_when_it_answers(monkeypatch):
+    asked = []
+    monkeypatch.setattr(hub, "host_reachable", lambda url, timeout=3.0: asked.append(url) or url.endswith(".co"))
+    assert hub.require_reachable("https://huggingface.co", what="w", filename="f", where="w", config_key="k") is None
+    assert asked == ["https://huggingface.co"]
+    with pytest.raises(MissingInputError, match="k=/path/to/f"):  # the same call, the host silent
+        hub.require_reachable("https://example.org", what="w", filename="f", where="w", config_key="k")
 
 
 def test_clip_download_without_network_names_the_file(monkeypatch):
@@ -130,9 +133,3 @@ def test_clip_download_without_network_names_the_file(monkeypatch):
         hub.download_clip_weights("ViT-B-16", "laion", {"hf_hub": "laion/some-clip/"})
     with pytest.raises(MissingInputError, match="/path/to/ViT-B-16.pt"):
         hub.download_clip_weights("ViT-B-16", "openai", {"url": "https://openaipublic.example/x/ViT-B-16.pt"})
-
-
-def test_clip_module_uses_the_shared_helpers():
-    assert clip._cached_hub_file is hub.cached_hub_file
-    assert clip._download is hub.download_clip_weights
-    assert clip._host_reachable is hub.host_reachable

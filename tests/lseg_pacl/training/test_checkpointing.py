@@ -17,7 +17,7 @@ from lseg_pacl.training.checkpointing import (
 )
 from lseg_pacl.errors import CheckpointError, MissingInputError
 from lseg_pacl.models.clip import create_clip
-from lseg_pacl.models.dpt import _read_state
+from lseg_pacl.models.weights import read_state
 from lseg_pacl.objectives import load_objective
 from lseg_pacl.training.runner import train
 
@@ -98,7 +98,7 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(tmp_pa
     with pytest.raises(MissingInputError, match="tensors-only"):  # as CLIP weights (model.clip.pretrained)
         create_clip("lseg-tiny-vit", str(crafted))
     with pytest.raises(MissingInputError, match="tensors-only"):  # as ViT weights (model.lseg.backbone_pretrained)
-        _read_state(crafted)
+        read_state(crafted)
     assert not marker.exists()
 
 

@@ -20,7 +20,7 @@ def test_missing_data_stops_with_what_to_provide(monkeypatch, capsys, tmp_path):
 
 def test_missing_weights_stop_with_which_file_to_pass(monkeypatch, capsys, tmp_path, world):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("lseg_pacl.models.clip._cached_hub_file", lambda cfg: None)
+    monkeypatch.setattr("lseg_pacl.models.hub.cached_hub_file", lambda cfg: None)
     code = main(["train", "pacl_vitb16", f"run.root={tmp_path}", "logger.wandb.mode=disabled",
                  *synthetic_data(world)])
     err = capsys.readouterr().err

@@ -1,0 +1,227 @@
+"""Reading model weights, whatever their source: open_clip tags and files, timm's ImageNet ViTs (tags or files),
+and this project's own Lightning checkpoints.
+
+Files are loaded tensors-only (``weights_only=True`` or safetensors), so a file from elsewhere never runs code. A
+tag is read from the local cache, else downloaded through hub.py, which stops within seconds without a network
+and names the file to pass instead. Weights are found and read before a large network is built, so a bad source
+fails at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import open_clip
+import timm
+import torch
+from torch import nn
+
+from lseg_pacl.checksums import sha256_of
+from lseg_pacl.config.values import is_bool_word, parse_bool
+from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.models import hub
+
+CLIP_KEY = "model.clip.pretrained"
+VIT_KEY = "model.lseg.backbone_pretrained"
+WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
+VIT_DEFAULT_TAGS = {"imagenet", "timm", "default"}  # timm's default weights of the named ViT
+NO_WEIGHTS = {"", "none", "null", "random"}
+TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
+
+
+def is_file_like(value: str) -> bool:
+    return (os.sep in value or "/" in value or value.startswith((".", "~"))
+            or Path(value).suffix in WEIGHT_SUFFIXES or Path(value).expanduser().is_file())
+
+
+def clip_weights_identity(name: str, pretrained: str | None) -> str | None:
+    """What names these CLIP weights for a cache key: the tag, or the checksum of the file's bytes; None for a
+    random initialisation, which has no identity of its own."""
+    if pretrained is None:
+        return None
+    if is_file_like(pretrained):
+        file = Path(pretrained).expanduser()
+        if not file.is_file():
+            raise MissingInputError(f"CLIP weights file {file} does not exist ({CLIP_KEY})")
+        return f"sha256:{sha256_of(file)}"
+    return f"open_clip:{name}:{pretrained}"
+
+
+# ------------------------------------------------------------------------------------------------ CLIP
+
+
+def clip_tag_config(name: str, pretrained: str | None) -> dict:
+    """open_clip's record of a pretrained tag ({} for none or a file); an error naming the tags there are."""
+    if pretrained is None or is_file_like(pretrained):
+        return {}
+    cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ConfigError(f"'{pretrained}' is neither a file nor a pretrained tag of {name} ({CLIP_KEY}); "
+                          f"tags: {', '.join(tags) or 'none'}")
+    return cfg
+
+
+def lightning_clip_state(obj: object) -> dict | None:
+    """The CLIP weights inside one of our Lightning checkpoints (keys under ``clip.model.``)."""
+    state = obj.get("state_dict") if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or "pytorch-lightning_version" not in obj:
+        return None
+    prefix = "clip.model."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_clip_file(model: nn.Module, path: str) -> None:
+    """A local weights file into an open_clip model: open_clip's own formats, or our Lightning checkpoints."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise MissingInputError(f"CLIP weights file {file} does not exist ({CLIP_KEY})")
+    if file.suffix != ".safetensors":
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise MissingInputError(
+                f"{file} cannot be read as a tensors-only checkpoint ({type(exc).__name__}). TorchScript archives "
+                f"such as OpenAI's original ViT-B-16.pt are not accepted: pass open_clip's "
+                f"open_clip_pytorch_model.bin / open_clip_model.safetensors instead."
+            ) from None
+        state = lightning_clip_state(obj)
+        if state is not None:
+            if not state:
+                raise MissingInputError(f"{file} is a Lightning checkpoint without CLIP weights (no clip.model.*)")
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ConfigError(f"{file} does not fit model.clip.name: missing {list(missing)[:5]}, unexpected "
+                                  f"{list(unexpected)[:5]}")
+            return
+    try:
+        open_clip.load_checkpoint(model, str(file), weights_only=True)
+    except RuntimeError as exc:
+        raise ConfigError(f"{file} does not fit model.clip.name: {str(exc).splitlines()[0]}") from None
+
+
+def load_clip_weights(model: nn.Module, name: str, pretrained: str, tag_cfg: dict) -> None:
+    """``pretrained`` (a file, or a tag whose record is ``tag_cfg``) into ``model``."""
+    if not tag_cfg:
+        load_clip_file(model, pretrained)
+        return
+    file = hub.cached_hub_file(tag_cfg) or hub.download_clip_weights(name, pretrained, tag_cfg)
+    open_clip.load_checkpoint(model, file, weights_only=True)
+
+
+# ------------------------------------------------------------------------------------------------ timm ViTs
+
+
+def vit_weights_source(pretrained: str | bool | None) -> tuple[str, str | None]:
+    """("none" | "file" | "hub", file path or hub tag (None: timm's default tag))."""
+    if pretrained is None or isinstance(pretrained, bool):
+        return ("hub" if pretrained else "none"), None
+    value = str(pretrained).strip()
+    if value.lower() in NO_WEIGHTS:
+        return "none", None
+    if is_bool_word(value):
+        return ("hub" if parse_bool(value, VIT_KEY) else "none"), None
+    if is_file_like(value):
+        return "file", value
+    if value.lower() in VIT_DEFAULT_TAGS:
+        return "hub", None
+    return "hub", value
+
+
+def timm_hub_source(name: str, tag: str | None, built_here: bool = False) -> tuple[str, tuple[str, ...], str]:
+    """(hub repo, candidate file names, full tag) of timm's weights for ``name``; tag None: timm's default."""
+    if built_here:
+        raise ConfigError(f"{name} is built here and has no pretrained weights ({VIT_KEY}: null or file)")
+    full = name if tag is None else f"{name}.{tag}"
+    cfg = timm.models.get_pretrained_cfg(full) if tag is None or full in timm.list_pretrained(full) else None
+    if cfg is None:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
+        raise ConfigError(
+            f"'{tag}' is neither a file nor a timm pretrained tag of {name} ({VIT_KEY}); use 'imagenet' "
+            f"(timm's default) or one of: {', '.join(tags) or 'none'}"
+        )
+    if not cfg.hf_hub_id:
+        raise ConfigError(f"timm publishes no hub weights for {full}; pass a local file as {VIT_KEY}")
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else TIMM_HUB_FILES
+    return cfg.hf_hub_id, files, f"{name}.{cfg.tag}" if cfg.tag else name
+
+
+def fetch_timm_file(name: str, tag: str | None, built_here: bool = False) -> str:
+    """The local path of timm's weights for ``name``: from the cache, else downloaded, else a fast error."""
+    repo, files, full = timm_hub_source(name, tag, built_here)
+    found = hub.cached_hf_file(repo, files)
+    if found:
+        return found
+    repo_id, revision = hub.split_repo(repo)
+    hub.require_reachable(hub.hf_endpoint(), what=f"ImageNet ViT weights {full}", filename=files[0],
+                          where=f"{hub.hf_endpoint()}/{repo_id}", config_key=VIT_KEY)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    for file in files[:-1]:
+        try:
+            return hf_hub_download(repo_id, file, revision=revision, cache_dir=hub.hf_cache_dir())
+        except EntryNotFoundError:
+            continue  # an older repository without safetensors: take the next name
+    return hf_hub_download(repo_id, files[-1], revision=revision, cache_dir=hub.hf_cache_dir())
+
+
+def read_state(file: Path) -> dict[str, torch.Tensor]:
+    """A tensors-only state dict from a file (no pickled code runs), unwrapped from "state_dict"/"model"."""
+    if not file.is_file():
+        raise MissingInputError(f"ViT weights file {file} does not exist ({VIT_KEY})")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj = load_file(str(file), device="cpu")
+        else:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MissingInputError(
+            f"{file} cannot be read as a tensors-only state dict ({type(exc).__name__}; {VIT_KEY})"
+        ) from None
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MissingInputError(f"{file} holds no state dict of tensors ({VIT_KEY})")
+    return obj
+
+
+def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of a ViT stored inside a larger model (``net.vit.cls_token``...) reduced to the ViT's own."""
+    anchor = next((k for k in state if k == "cls_token" or k.endswith(".cls_token")), None)
+    if not anchor or anchor == "cls_token":
+        return state
+    prefix = anchor[: -len("cls_token")]
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def vit_state(name: str, pretrained: str | bool | None, built_here: bool) -> tuple[dict | None, str, bool]:
+    """(state dict or None, where it came from, whether it is timm's hub format) for ``pretrained``."""
+    kind, value = vit_weights_source(pretrained)
+    if kind == "hub":
+        source = fetch_timm_file(name, value, built_here)
+        return read_state(Path(source)), source, True
+    if kind == "file":
+        source = str(Path(str(value)).expanduser())
+        return strip_prefix(read_state(Path(source))), source, False
+    return None, "", False
+
+
+def load_vit_state(vit: nn.Module, state: dict[str, torch.Tensor], source: str, from_hub: bool) -> None:
+    """Strictly, after what timm itself applies to its hub weights; an ImageNet head in the file is not ours."""
+    if from_hub:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        state = checkpoint_filter_fn(state, vit)
+    state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
+    try:
+        vit.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:4])
+        raise ConfigError(f"{source} does not fit model.lseg.backbone ({VIT_KEY}): {detail}") from None
