@@ -1,5 +1,5 @@
 """The segmentation benchmarks: where each lives on disk, how its files pair up, and how raw mask ids map to
-contiguous class ids (255 = ignore everywhere). Conventions follow MMSegmentation (method notes, section 4).
+contiguous class ids (255 = ignore everywhere). Conventions follow MMSegmentation (docs/datasets.md#benchmarks-and-labels).
 
 Each mapping is a lookup table over every possible raw id (16-bit masks included); -1 marks ids the dataset
 never uses, which make the sample bad ("label_out_of_range") rather than silently wrong.

@@ -24,7 +24,8 @@ from data_modules.bad_samples import BadSample, Skipped, collate_with_events
 from data_modules.feature_cache import TokenStore
 from data_modules.images import read_rgb
 from data_modules.nouns import extract_nouns
-from data_modules.samplers import place_of, sample_generator, train_loader
+from data_modules.ranks import place
+from data_modules.samplers import sample_generator, train_loader
 from data_modules.shards import ResumableShardLoader, ShardStream
 from data_modules.transforms import seeded
 
@@ -130,10 +131,15 @@ class CocoCaptions(Dataset):
 
     def all_texts(self) -> tuple[list[str], list[str]]:
         """(every caption, every distinct noun) this dataset can produce: what a text cache is filled with."""
-        captions = [c for rec in self.records for c in rec.captions]
-        nouns = {n for rec in self.records for caption, listed in zip(rec.captions, rec.nouns, strict=True)
-                 for n in (listed if listed is not None else extract_nouns(caption))}
-        return captions, sorted(nouns)
+        return caption_vocabulary(self.records)
+
+
+def caption_vocabulary(records: list[CaptionRecord]) -> tuple[list[str], list[str]]:
+    """(every caption, every distinct noun, sorted) of a caption split."""
+    captions = [c for rec in records for c in rec.captions]
+    nouns = {n for rec in records for caption, listed in zip(rec.captions, rec.nouns, strict=True)
+             for n in (listed if listed is not None else extract_nouns(caption))}
+    return captions, sorted(nouns)
 
 
 def _stack(batch: list[dict]) -> dict:
@@ -158,16 +164,19 @@ def collate_captions(items: list) -> dict:
 class CaptionDataModule(L.LightningDataModule):
     """Trains on captions; validates through a segmentation DataModule (zero-shot), when one is given.
 
-    ``make_train(rank, world_size)`` builds the training set once the Trainer knows the process's place: a
+    ``make_train(rank, world_size)`` builds the training set for this process's place (data_modules/ranks.py): a
     map-style ``CocoCaptions`` or a ``ShardStream`` (which yields whole batches and follows ``set_epoch``).
+    ``epoch_of(trainer)`` is the epoch the Trainer is in (the training order and the shard order depend on it).
     """
 
     def __init__(self, make_train: Callable[[int, int], Dataset], batch_size: int, num_workers: int,
-                 val: L.LightningDataModule | None = None, seed: int = 0) -> None:
+                 epoch_of: Callable[[L.Trainer], int], val: L.LightningDataModule | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.seed = seed
         self.make_train = make_train
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.epoch_of = epoch_of
         self.val = val
         self.train_set: Dataset | None = None
         self._built_for: tuple[int, int] | None = None
@@ -179,12 +188,14 @@ class CaptionDataModule(L.LightningDataModule):
         return self.val.val_benchmarks
 
     def setup(self, stage: str | None = None) -> None:
-        place = place_of(self)  # the Trainer's once attached (setup may run earlier, to fail fast)
-        if stage in (None, "fit") and (self.train_set is None or self._built_for != place):
-            self.train_set, self._built_for = self.make_train(*place), place
+        here = place()  # the process group's once it is up (setup may run earlier, to fail fast)
+        if stage in (None, "fit") and (self.train_set is None or self._built_for != here):
+            self.train_set, self._built_for = self.make_train(*here), here
         if self.val is not None:
-            self.val.trainer = self.trainer  # its DataLoaders take this process's share under DDP
             self.val.setup("validate")
+
+    def current_epoch(self) -> int:
+        return self.epoch_of(self.trainer) if self.trainer is not None else 0
 
     def set_epoch(self, epoch: int) -> None:
         """Called before each training epoch's DataLoader iterator is made (the shard order depends on it)."""
@@ -193,10 +204,10 @@ class CaptionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if isinstance(self.train_set, ShardStream):
-            if self.trainer is not None:  # the first iterator is made before on_train_epoch_start (and on resume)
-                self.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            self.set_epoch(self.current_epoch())  # the first iterator is made before on_train_epoch_start
             return ResumableShardLoader(self.train_set, self.num_workers)  # fresh workers each epoch
-        return train_loader(self.train_set, self, self.seed, self.batch_size, self.num_workers, collate_captions)
+        return train_loader(self.train_set, self.current_epoch, self.seed, self.batch_size, self.num_workers,
+                            collate_captions)
 
     def val_dataloader(self) -> list[DataLoader]:
         if self.val is None:

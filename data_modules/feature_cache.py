@@ -20,11 +20,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +34,6 @@ FORMAT_VERSION = 1
 def digest(obj: object) -> str:
     """A short, stable name for a JSON-able description."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def weights_digest(module: nn.Module) -> str:
-    """A digest of a module's parameters and buffers (names, shapes, dtypes and values): the cache key's
-    "which weights", whatever file or tag they came from."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def files_digest(files: Iterable[Path]) -> str:
@@ -201,3 +190,14 @@ class TextStore:
         torch.save({"texts": texts, "embeddings": self._table()}, tmp)
         tmp.replace(self.file)
         self._saved = len(texts)
+
+
+@dataclass(frozen=True)
+class FeatureStores:
+    """What one training run's data and model share: the data reads stored patch tokens instead of images, the
+    model writes the tokens it computes and reads text embeddings. Opened once by the run and handed to both."""
+
+    token_store: TokenStore | None
+    text_store: TextStore | None
+    captions: tuple[str, ...] = ()  # every caption and noun the training set can produce: what the text store
+    nouns: tuple[str, ...] = ()  # is filled with before the first step

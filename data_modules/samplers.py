@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from data_modules.ranks import place
+
 
 class EvalShardSampler(Sampler[int]):
     def __init__(self, size: int, rank: int, world_size: int) -> None:
@@ -98,7 +100,7 @@ class ResumableLoader(DataLoader):
     """A training DataLoader whose position within an epoch is saved in checkpoints (Lightning stores the
     ``state_dict`` of a loader that has one) and restored: a run resumed mid-epoch continues with the next batch
     an uninterrupted run would have taken. ``position`` (epoch, batches trained on) is kept by the Trainer's
-    callbacks (lseg_pacl/data_hooks.py), not read off what the workers have prefetched."""
+    callbacks (lseg_pacl/training/data_hooks.py), not read off what the workers have prefetched."""
 
     def __init__(self, dataset: Dataset, sampler: EpochSampler, **kwargs) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
@@ -121,22 +123,11 @@ class ResumableLoader(DataLoader):
         self.sampler.skip_next(self.position[0], self.position[1] * self.batch_size)
 
 
-def train_loader(dataset: Dataset, module, seed: int, batch_size: int, num_workers: int,
+def train_loader(dataset: Dataset, epoch_of: Callable[[], int], seed: int, batch_size: int, num_workers: int,
                  collate_fn: Callable) -> ResumableLoader:
-    """The shuffled, resumable training DataLoader of a map-style set for this process (``module``: the
-    DataModule, attached to its Trainer or not yet)."""
-    rank, world_size = place_of(module)
-
-    def epoch() -> int:
-        trainer = getattr(module, "trainer", None)
-        return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
-
-    sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch)
+    """The shuffled, resumable training DataLoader of a map-style set for this process; ``epoch_of()`` is the
+    Trainer's epoch when an iteration starts."""
+    rank, world_size = place()
+    sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch_of)
     return ResumableLoader(dataset, sampler, batch_size=batch_size, drop_last=True,
                            num_workers=num_workers, collate_fn=collate_fn, persistent_workers=num_workers > 0)
-
-
-def place_of(module) -> tuple[int, int]:
-    """(rank, world size) of the Trainer a DataModule is attached to; (0, 1) before that."""
-    trainer = getattr(module, "trainer", None)
-    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)

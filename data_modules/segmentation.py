@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from data_modules.bad_samples import EVENTS, BadSample, Skipped, collate_with_events
 from data_modules.benchmarks import IGNORE_INDEX, Benchmark, Pair, benchmark, dataset_dir, map_labels
 from data_modules.images import as_viewed, decode_rgb, read_label_png
-from data_modules.samplers import eval_batches, place_of, sample_generator, train_loader
+from data_modules.ranks import place
+from data_modules.samplers import eval_batches, sample_generator, train_loader
 from data_modules.transforms import seeded
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
@@ -110,20 +111,24 @@ class SegmentationDataModule(L.LightningDataModule):
     mask-supervised training (LSeg), one benchmark's training split.
 
     ``roots`` maps each benchmark name to its folder (or to a data root holding it under its standard name);
-    ``train`` is (name, root, split, transform) of the training set.
+    ``train`` is (name, root, split, transform) of the training set, and ``epoch_of(trainer)`` the epoch the
+    Trainer is in (the training order depends on it).
     """
 
     def __init__(self, roots: dict[str, str | Path], split: str | None, transform: Callable, batch_size: int,
                  num_workers: int, max_images: int | None = None,
                  train: tuple[str, str | Path, str, Callable] | None = None, train_batch_size: int = 8,
-                 seed: int = 0) -> None:
+                 seed: int = 0, epoch_of: Callable[[L.Trainer], int] | None = None) -> None:
         super().__init__()
         if not roots:
             raise ValueError("no validation benchmark given")
+        if train is not None and epoch_of is None:
+            raise ValueError("a training split needs epoch_of: the Trainer's epoch orders its samples")
         self.roots, self.split = dict(roots), split
         self.transform, self.batch_size, self.num_workers = transform, batch_size, num_workers
         self.max_images = max_images
         self.train, self.train_batch_size, self.seed = train, train_batch_size, seed
+        self.epoch_of = epoch_of
         self.val_sets: list[SegmentationSet] = []
         self.train_set: SegmentationSet | None = None
 
@@ -140,18 +145,15 @@ class SegmentationDataModule(L.LightningDataModule):
         """(name, class names) per validation DataLoader, in DataLoader order."""
         return [(s.bench.name, s.class_names) for s in self.val_sets]
 
-    @property
-    def train_class_names(self) -> tuple[str, ...]:
-        if self.train_set is None:
-            raise RuntimeError("this DataModule has no training set")
-        return self.train_set.class_names
+    def current_epoch(self) -> int:
+        return self.epoch_of(self.trainer) if self.trainer is not None and self.epoch_of is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        return train_loader(self.train_set, self, self.seed, self.train_batch_size, self.num_workers,
+        return train_loader(self.train_set, self.current_epoch, self.seed, self.train_batch_size, self.num_workers,
                             collate_segmentation)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [val_loader(s, self.batch_size, self.num_workers, *place_of(self)) for s in self.val_sets]
+        return [val_loader(s, self.batch_size, self.num_workers, *place()) for s in self.val_sets]
 
 
 def val_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1) -> DataLoader:

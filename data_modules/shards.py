@@ -317,7 +317,7 @@ class StreamPosition:
 class ResumableShardLoader(DataLoader):
     """The DataLoader of a ``ShardStream`` (whole batches, fresh workers each epoch), whose position within the
     epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
-    ``position`` is kept by the Trainer's callbacks (lseg_pacl/data_hooks.py)."""
+    ``position`` is kept by the Trainer's callbacks (lseg_pacl/training/data_hooks.py)."""
 
     def __init__(self, stream: ShardStream, num_workers: int) -> None:
         super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False)

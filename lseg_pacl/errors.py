@@ -16,13 +16,14 @@ class ConfigError(UserError):
 
 
 class MissingInputError(UserError):
-    """Weights or data that are not on this machine; the message says what to provide and where."""
+    """Weights or data that are not on this machine, or not in the layout expected; the message says what to
+    provide and where (the file, the layout, the config key)."""
 
     exit_code = 3
 
 
 class BadDataError(UserError):
-    """Too large a share of the data was unreadable or malformed (the message names the first bad files)."""
+    """Too large a share of the data was unreadable or malformed (the message names the worst files)."""
 
     exit_code = 4
 
@@ -34,7 +35,8 @@ class TrainingDivergedError(UserError):
 
 
 class CheckpointError(UserError):
-    """A checkpoint could not be written (the previous ones are intact) or is not safe to load."""
+    """A checkpoint could not be written (the previous ones are intact) or is not safe to load: a file that
+    does not match its manifest, or one that holds more than tensors."""
 
     exit_code = 6
 

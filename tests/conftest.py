@@ -16,6 +16,20 @@ def world(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("world") / "synthetic", **WORLD)
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_file(tmp_path_factory) -> Path:
+    """The demo's tiny CLIP with random weights (seed 0) saved as a file: weights with an identity, as the
+    frozen-feature cache needs."""
+    import torch
+
+    from lseg_pacl.models.clip import create_clip
+
+    path = tmp_path_factory.mktemp("weights") / "tiny_clip.pt"
+    torch.manual_seed(0)
+    torch.save(create_clip("lseg-tiny-vit").state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def tiny(world, tmp_path) -> list[str]:
     """Overrides that make any demo experiment a few-second CPU run inside tmp_path."""

@@ -44,23 +44,30 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def random_clip_file(folder: Path) -> Path:
+    """The demo's tiny CLIP with random weights (seed 0) saved once: the frozen encoders both runs share (the
+    feature cache keys weights by their file)."""
+    from lseg_pacl.models.clip import create_clip
+
+    path = folder / "random_tiny_clip.pt"
+    if not path.is_file():
+        torch.manual_seed(0)
+        torch.save(create_clip("lseg-tiny-vit").state_dict(), path)
+    return path
+
+
 def demo_epochs(folder: Path, cache: bool, train_images: int, epochs: int = 3) -> tuple[list[float], float]:
     """Seconds per training epoch of the demo's PACL stage, with or without the feature cache, and the seconds
     before the first epoch (filling the text store)."""
-    from lseg_pacl.training.data import build_train_data, ensure_synthetic
-    from lseg_pacl.config.loading import load_config, to_plain
-    from lseg_pacl.objectives import build_objective
-    from lseg_pacl.training.runner import make_trainer
+    from lseg_pacl.config.loading import load_config
+    from lseg_pacl.training.runner import build_model_and_data, make_trainer
 
     cfg = load_config("demo_pacl", [
-        "model.clip.pretrained=null", f"data.synthetic.out={folder / 'world'}",
+        f"model.clip.pretrained={random_clip_file(folder)}", f"data.synthetic.out={folder / 'world'}",
         f"data.synthetic.n_train={train_images}", "data.synthetic.n_val=20", "data.train.hflip=false",
         f"data.train.feature_cache={str(cache).lower()}", f"data.train.feature_cache_dir={folder / 'cache'}",
         f"run.root={folder / 'runs'}"])
-    ensure_synthetic(cfg)
-    L.seed_everything(0, verbose=False)
-    module = build_objective(to_plain(cfg))
-    data = build_train_data(cfg, module)
+    module, data = build_model_and_data(cfg)
     timer = EpochTimer()
     trainer = make_trainer(cfg.data.max_bad_fraction, [timer], accelerator="cpu", devices=1, max_epochs=epochs,
                            limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
@@ -69,16 +76,16 @@ def demo_epochs(folder: Path, cache: bool, train_images: int, epochs: int = 3) -
     return timer.seconds, timer.before_first
 
 
-def demo_floor(folder: Path) -> float:
+def demo_floor(folder: Path, train_images: int) -> float:
     """Seconds per step of what a cached step cannot avoid: the embedder and the loss, forward and backward."""
-    from lseg_pacl.training.data import build_train_data
-    from lseg_pacl.config.loading import load_config, to_plain
-    from lseg_pacl.objectives import build_objective
+    from lseg_pacl.config.loading import load_config
+    from lseg_pacl.training.runner import build_model_and_data
 
-    cfg = load_config("demo_pacl", ["model.clip.pretrained=null", f"data.synthetic.out={folder / 'world'}",
-                                    f"data.train.root={folder / 'world' / 'coco'}"])
-    module = build_objective(to_plain(cfg)).train()
-    data = build_train_data(cfg, module)
+    cfg = load_config("demo_pacl", [f"model.clip.pretrained={random_clip_file(folder)}",
+                                    f"data.synthetic.out={folder / 'world'}", f"data.synthetic.n_train={train_images}",
+                                    "data.synthetic.n_val=20", f"run.root={folder / 'runs'}"])
+    module, data = build_model_and_data(cfg)
+    module.train()
     batch = [data.train_set[i] for i in range(cfg.data.batch_size)]
     texts, positives = caption_texts({"caption": [b["caption"] for b in batch], "nouns": [b["nouns"] for b in batch]},
                                      cfg.model.noun_prompt_templates)
@@ -134,7 +141,7 @@ def feature_cache_suite(full: bool, device: str = "cpu", train_images: int = DEM
         folder = Path(tmp)
         live, _ = demo_epochs(folder, False, train_images)
         cached, fill = demo_epochs(folder, True, train_images)
-        floor = demo_floor(folder)
+        floor = demo_floor(folder, train_images)
     steps = train_images // 128
     later_live, later_cached = sum(live[1:]) / len(live[1:]), sum(cached[1:]) / len(cached[1:])
     figures["feature_cache.demo_epoch_s_without_cache"] = {"value": later_live, "unit": "s per epoch (epochs 2-3)"}

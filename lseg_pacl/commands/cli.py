@@ -13,21 +13,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from lseg_pacl.commands.data import DATA_ACTIONS
+from lseg_pacl.commands.options import key_values
 from lseg_pacl.errors import ConfigError, MissingInputError, UserError
-
-
-def _kv(words: list[str], allowed: dict[str, type]) -> dict:
-    """Plain ``key=value`` arguments for commands that are not experiment configs."""
-    out = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or key not in allowed:
-            raise ConfigError(f"unexpected argument '{word}'; expected key=value with key in: {', '.join(allowed)}")
-        try:
-            out[key] = allowed[key](value)
-        except ValueError:
-            raise ConfigError(f"{key}={value}: expected {allowed[key].__name__}") from None
-    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -41,7 +29,7 @@ def _eval_shortcuts(words: list[str]) -> list[str]:
     """``ckpt=``, ``benchmarks=``, ``mode=``, ``class_names.voc21=`` ... mean ``eval.<key>``."""
     from dataclasses import fields
 
-    from lseg_pacl.config.loading import EvalConfig
+    from lseg_pacl.config.schema import EvalConfig
 
     short = {f.name for f in fields(EvalConfig)}
     return [f"eval.{w}" if w.partition("=")[0].split(".")[0] in short else w for w in words]
@@ -58,10 +46,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lseg_pacl.commands.predict import predict
 
     own = {"ckpt": str, "image": str, "labels": str, "out": str,
-           "embeddings": lambda v: v.lower() in ("1", "true", "yes"),
-           "overwrite": lambda v: v.lower() in ("1", "true", "yes"), "limit": int}
+           "embeddings": bool, "overwrite": bool, "limit": int}
     mine = [w for w in args.options if w.partition("=")[0] in own]
-    opts = _kv(mine, own)
+    opts = key_values(mine, own)
     missing = [k for k in ("ckpt", "image", "labels") if k not in opts]
     if missing:
         raise ConfigError(f"predict needs {', '.join(f'{k}=...' for k in missing)} "
@@ -77,14 +64,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     dry = [w for w in args.overrides if w.startswith("dry_run=")]
     rest = [w for w in args.overrides if w not in dry]
-    run_sweep(args.file, rest, dry_run=bool(dry) and dry[-1].split("=", 1)[1].lower() in ("1", "true", "yes"))
+    run_sweep(args.file, rest, dry_run=key_values(dry[-1:], {"dry_run": bool}).get("dry_run", False))
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from lseg_pacl.evaluation.score import score_folder
 
-    opts = _kv(args.options, {"dataset": str, "root": str, "pred_dir": str, "split": str})
+    opts = key_values(args.options, {"dataset": str, "root": str, "pred_dir": str, "split": str})
     missing = [k for k in ("dataset", "root", "pred_dir") if k not in opts]
     if missing:
         raise ConfigError(f"score needs {', '.join(f'{k}=...' for k in missing)}")
@@ -98,80 +85,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def true_or_false(value: str) -> bool:
-    if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-        raise ValueError(value)
-    return value.lower() in ("1", "true", "yes")
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from lseg_pacl.bench import SUITES, run_bench
 
     words = [w.removeprefix("bench.") for w in args.options]  # bench.full=true reads like a config key
-    opts = _kv(words, {"suites": str, "out": str, "full": true_or_false})
+    opts = key_values(words, {"suites": str, "out": str, "full": bool})
     suites = opts.get("suites", ",".join(SUITES)).split(",")
     try:
         run_bench(suites, Path(opts.get("out", "bench/results.json")), opts.get("full", False))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return 0
-
-
-def _data_synth(options: list[str]) -> dict:
-    from data_modules.synthetic import generate
-
-    opts = _kv(options, {"out": str, "seed": int, "n_train": int, "n_val": int, "size": int})
-    if "out" not in opts:
-        raise ConfigError("data synth needs out=DIR")
-    try:
-        out = generate(opts.pop("out"), **opts)
-    except (FileExistsError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
-    return {"out": str(out), "manifest": json.loads((Path(out) / "manifest.json").read_text())}
-
-
-def _dataset_name(opts: dict, action: str) -> str:
-    from data_modules.benchmarks import DATASET_NAMES
-
-    name = opts.get("dataset")
-    if name not in DATASET_NAMES:
-        raise ConfigError(f"data {action} needs dataset=NAME with NAME one of: {', '.join(DATASET_NAMES)}"
-                          + (f" (got '{name}')" if name else ""))
-    return name
-
-
-def _data_classes(options: list[str]) -> list[str]:
-    from data_modules.benchmarks import BENCHMARKS, dataset_dir
-
-    opts = _kv(options, {"dataset": str, "root": str})
-    name = _dataset_name(opts, "classes")
-    if name not in BENCHMARKS:
-        raise ConfigError(f"{name} is caption data: it has no class list")
-    bench = BENCHMARKS[name]
-    root = opts.get("root") or ("data/synthetic" if bench.classes is None else None)
-    if root and bench.classes is None and not Path(root).is_dir():
-        raise MissingInputError(f"{root} does not exist: pass root=DIR, the folder holding {name}'s "
-                                f"classnames.json and {bench.folder}/")
-    try:
-        return list(bench.class_names(dataset_dir(bench, root) if root else None))
-    except ValueError as exc:
-        raise MissingInputError(str(exc)) from None
-
-
-def _data_check(options: list[str]) -> dict:
-    from data_modules.check import check_dataset
-
-    opts = _kv(options, {"dataset": str, "root": str, "split": str, "workers": int})
-    name = _dataset_name(opts, "check")
-    if "root" not in opts:
-        raise ConfigError("data check needs root=DIR (the dataset's folder, or the folder holding it)")
-    try:
-        return check_dataset(name, opts["root"], opts.get("split"), opts.get("workers", 0))
-    except (FileNotFoundError, ValueError) as exc:
-        raise MissingInputError(str(exc)) from None
-
-
-DATA_ACTIONS = {"synth": _data_synth, "classes": _data_classes, "check": _data_check}
 
 
 def cmd_data(args: argparse.Namespace) -> int:

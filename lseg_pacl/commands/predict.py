@@ -22,13 +22,13 @@ from PIL import Image
 
 from data_modules.bad_samples import BadSample
 from data_modules.images import read_rgb
-from lseg_pacl.config.loading import available_experiments, load_config, merge_overrides, to_plain
+from lseg_pacl.config.loading import available_experiments, load_config, saved_with_overrides, to_plain
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.commands.evaluate import _autocast, _device, protocol
 from lseg_pacl.evaluation.inference import infer, resize_short_side
 from lseg_pacl.evaluation.pictures import overlay, palette
-from lseg_pacl.objectives import build_objective, load_objective
+from lseg_pacl.evaluation.settings import autocast_for, device_for, protocol_for
 from lseg_pacl.models.prompts import templates
+from lseg_pacl.objectives import build_objective, load_objective
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("{}_overlay.png", "{}_labels.png", "{}.json")
@@ -71,7 +71,10 @@ def load_model(ckpt: str, overrides: list[str]):
     path = Path(ckpt).expanduser()
     if path.is_file():
         module = load_objective(path)
-        return module, merge_overrides(module.cfg, overrides)
+        cfg = saved_with_overrides(module.cfg, overrides)
+        if cfg.model.clip.last_block != module.cfg.model.clip.last_block:  # a training-free variant of its CLIP
+            module = load_objective(path, last_block=cfg.model.clip.last_block)
+        return module, cfg
     if ckpt in available_experiments():
         cfg = load_config(ckpt, overrides)
         if cfg.stages:
@@ -102,9 +105,9 @@ def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embedd
     files = files[:limit] if limit else files
     stems = [f.stem for f in files]
     module, cfg = load_model(ckpt, list(overrides or []))
-    device = _device(cfg)
+    device = device_for(cfg)
     module = module.to(device).eval()
-    proto = protocol(cfg, module.patch_size)
+    proto = protocol_for(cfg, module.patch_size)
     text = module.clip.class_embeddings(names, templates(cfg.eval.templates)).to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     mean = torch.tensor(module.input_mean).view(1, 3, 1, 1)
@@ -125,7 +128,7 @@ def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embedd
             problems.append({"file": str(file), "reason": f"not a readable image ({exc.detail or exc.reason})"})
             continue
         x = ((torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255 - mean) / std).to(device)
-        with torch.no_grad(), _autocast(cfg, device):
+        with torch.no_grad(), autocast_for(cfg, device):
             label_map = infer(lambda im: module.logits(im, text, tuple(im.shape[-2:])), x, proto).argmax(1)[0]
             if embeddings:
                 _write_embeddings(module, x, proto.short_side, targets[3])

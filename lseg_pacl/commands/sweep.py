@@ -93,7 +93,7 @@ def run_sweep(path: str, extra: list[str], dry_run: bool = False) -> list[dict]:
 
 def _results_dir(sweep: dict, path: str, overrides: list[str]) -> Path:
     """<run.root>/sweeps/<name>-<id> (run.root from the overrides, else runs/)."""
-    from lseg_pacl.training.runner import new_run_id
+    from lseg_pacl.training.plan import new_run_id
 
     root = next((w.split("=", 1)[1] for w in reversed(overrides) if w.startswith("run.root=")), "runs")
     out = Path(root) / "sweeps" / f"{sweep.get('name', Path(path).stem)}-{new_run_id()}"

@@ -1,4 +1,4 @@
-"""PACL's two diagnostics (method notes §2), on tensors, so any model's patch embeddings can be checked.
+"""PACL's two diagnostics (docs/methods.md#pacl), on tensors, so any model's patch embeddings can be checked.
 
 1. Patch-level classification: each patch is classified zero-shot by the argmax cosine of its embedding to the
    class text embeddings and compared with the majority label of its pixels. Low for plain CLIP (patch tokens are
@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from lseg_pacl.evaluation.inference import resize_short_side
+
+ANALYSES = ("patch_accuracy", "coherence")  # what eval.analysis may ask for
+PATCHES_PER_IMAGE = 64  # patches each image adds to the coherence pool
 
 
 @torch.no_grad()
@@ -158,3 +163,55 @@ def coherence_auroc(cosines: torch.Tensor, same: torch.Tensor) -> float:
     mid_rank = below.double() + (counts.double() + 1) / 2  # 1-based ranks, ties share their mean
     rank_sum = mid_rank[inverse][same].sum().item()
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+class Diagnostics:
+    """PACL's patch-level accuracy and semantic coherence, accumulated over a benchmark, per feature view."""
+
+    def __init__(self, views: dict, analysis: list[str], max_pairs: int) -> None:
+        self.views, self.analysis, self.max_pairs = views, analysis, max_pairs
+        self.correct = dict.fromkeys(views, 0)
+        self.counted = dict.fromkeys(views, 0)
+        self.pool: dict[str, list] = {v: [] for v in views}
+        self.generator = torch.Generator().manual_seed(0)
+
+    def update(self, image: torch.Tensor, mask: torch.Tensor, classes: torch.Tensor, scored: list[int],
+               short_side: int, patch: int) -> None:
+        x = resize_short_side(image, short_side)
+        m = torch.nn.functional.interpolate(mask[:, None].float(), size=tuple(x.shape[-2:]), mode="nearest")
+        h, w = (x.shape[-2] // patch) * patch, (x.shape[-1] // patch) * patch  # whole patches only
+        x, m = x[..., :h, :w], m[:, 0, :h, :w].long()
+        to_scored = torch.full((256,), 255, dtype=torch.long)
+        to_scored[torch.tensor(scored)] = torch.arange(len(scored))
+        picked: dict[tuple[int, int], torch.Tensor] = {}  # per grid: the same patches for every view
+        for name, (fn, grid_of) in self.views.items():
+            grid = grid_of(h, w)
+            labels = to_scored[patch_majority_labels(m, grid).cpu()]
+            if grid not in picked:
+                keep = (labels[0] != 255).nonzero().flatten()
+                picked[grid] = keep[torch.randperm(len(keep), generator=self.generator)[:PATCHES_PER_IMAGE]]
+            dense = fn(x).float().cpu()
+            if "patch_accuracy" in self.analysis:
+                ok, n = patch_accuracy(dense, classes.cpu(), labels)
+                self.correct[name] += ok
+                self.counted[name] += n
+            if "coherence" in self.analysis:
+                keep = picked[grid]
+                self.pool[name].append((dense[0, keep], labels[0, keep]))
+
+    def result(self) -> dict:
+        out = {}
+        for name in self.views:
+            figures: dict = {}
+            if "patch_accuracy" in self.analysis:
+                figures["patch_accuracy"] = self.correct[name] / self.counted[name] if self.counted[name] else None
+            if "coherence" in self.analysis and self.pool[name]:
+                dense = torch.cat([d for d, _ in self.pool[name]])[None]
+                labels = torch.cat([lab for _, lab in self.pool[name]])[None]
+                cos, same = coherence_pairs(dense, labels, self.max_pairs, torch.Generator().manual_seed(0))
+                try:
+                    figures["coherence_auroc"] = coherence_auroc(cos, same)
+                except ValueError:
+                    figures["coherence_auroc"] = None
+            out[name] = figures
+        return out

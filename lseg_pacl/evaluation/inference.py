@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+MODES = ("whole", "slide")  # one view of the whole image, or overlapping windows
+RESIZE_SIDES = ("short", "long")  # which side Protocol.short_side sets
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol) -> torch.Tensor
             elif protocol.mode == "whole":
                 logits = whole(fn, x, protocol.patch)
             else:
-                raise ValueError(f"unknown inference mode '{protocol.mode}' (whole | slide)")
+                raise ValueError(f"unknown inference mode '{protocol.mode}' ({' | '.join(MODES)})")
             if flipped:
                 logits = logits.flip(-1)
             if tuple(logits.shape[-2:]) != size:

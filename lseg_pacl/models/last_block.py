@@ -3,7 +3,7 @@
 Plain CLIP's last block mixes every patch with global context, so its patch tokens barely localise. MaskCLIP,
 SCLIP, ClearCLIP and NACLIP rewrite that single block (self-only, correlative q-q + k-k, q-q without residual,
 k-k with a neighbourhood prior) and leave every earlier block untouched; the patch tokens that come out are then
-scored against class texts exactly as for CLIP (ln_post, projection, cosine). Method notes §3.
+scored against class texts exactly as for CLIP (ln_post, projection, cosine). docs/methods.md#training-free-last-blocks.
 
 The attention is computed by hand from the block's own ``nn.MultiheadAttention`` weights (in_proj, out_proj),
 so the functions work for any open_clip ``ResidualAttentionBlock`` whatever its ``batch_first``.

@@ -1,4 +1,4 @@
-"""The LSeg network (method notes, section 1): DPT pixel embeddings against label embeddings from a frozen CLIP
+"""The LSeg network (docs/methods.md#lseg): DPT pixel embeddings against label embeddings from a frozen CLIP
 text encoder. Both are L2-normalised; logits = scale x cosine at half resolution, optionally spatially
 regularised, then bilinearly upsampled (align_corners=True) to the requested size. Any label list, any length.
 """

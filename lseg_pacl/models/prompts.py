@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# The 7 "best" CLIP templates PACL wraps caption nouns and class names in (method notes, section 2).
+# The 7 "best" CLIP templates PACL wraps caption nouns and class names in (docs/methods.md#pacl).
 PACL_TEMPLATES: tuple[str, ...] = (
     "itap of a {}.",
     "a bad photo of the {}.",

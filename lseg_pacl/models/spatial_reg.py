@@ -1,4 +1,4 @@
-"""LSeg's spatial regularization of the low-resolution label logits (method notes, section 1).
+"""LSeg's spatial regularization of the low-resolution label logits (docs/methods.md#lseg).
 
 One 3x3 convolution with a single input and output channel is shared by every label channel, so the block is
 equivariant to the order of the labels and works for any number of them (10 parameters). ``bottleneck`` adds the

@@ -1,12 +1,16 @@
-"""LightningModules, one per objective, and loading one back from a checkpoint alone."""
+"""LightningModules, one per training objective, registered by name; building one from a run's plan, and loading
+one back from a checkpoint alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
 from lseg_pacl.errors import MissingInputError
+from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 from lseg_pacl.objectives.lseg import LSeg
@@ -15,12 +19,20 @@ from lseg_pacl.objectives.pacl import Pacl
 OBJECTIVES: dict[str, type[ZeroShotObjective]] = {"clip": ClipContrastive, "pacl": Pacl, "lseg": LSeg}
 
 
-def build_objective(config: dict) -> ZeroShotObjective:
-    return OBJECTIVES[config["model"]["objective"]](config)
+def input_spec(cfg: DictConfig) -> InputSpec:
+    """The images the configured objective's encoder takes (known before it is built)."""
+    return OBJECTIVES[cfg.model.objective].input_spec(cfg)
 
 
-def load_objective(ckpt: str | Path) -> ZeroShotObjective:
-    """Rebuild a module from one of our checkpoints with no other argument (its config is inside)."""
+def build_objective(config: dict, **inputs: Any) -> ZeroShotObjective:
+    """The configured objective with what the run's plan gives it (benchmarks=, and train_classes= for LSeg or
+    feature_cache= for PACL)."""
+    return OBJECTIVES[config["model"]["objective"]](config, **inputs)
+
+
+def load_objective(ckpt: str | Path, last_block: str | None = None) -> ZeroShotObjective:
+    """Rebuild a module from one of our checkpoints with no other argument (its config is inside);
+    ``last_block`` builds it with a training-free last vision block instead of its own (models/last_block.py)."""
     path = Path(ckpt).expanduser()
     if not path.is_file():
         raise MissingInputError(f"checkpoint {path} does not exist")
@@ -31,7 +43,8 @@ def load_objective(ckpt: str | Path) -> ZeroShotObjective:
     config = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
     if not config:
         raise MissingInputError(f"{path} is not a lseg_pacl checkpoint (no config in its hyperparameters)")
-    cls = OBJECTIVES[config["model"]["objective"]]
-    module = cls(config, load_pretrained=False)
+    if last_block is not None:
+        config = {**config, "model": {**config["model"], "clip": {**config["model"]["clip"], "last_block": last_block}}}
+    module = OBJECTIVES[config["model"]["objective"]](config, load_pretrained=False)
     module.load_state_dict(blob["state_dict"])
     return module

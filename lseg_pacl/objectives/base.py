@@ -1,45 +1,67 @@
-"""What every objective shares: the config it was built from, the optimizer and schedule, and zero-shot
-segmentation validation on the DataModule's benchmarks (val/mIoU/<name> each, val/mIoU their mean)."""
+"""What every objective shares: the config it was built from, the input it expects, the optimizer, the
+non-finite-loss guard, and zero-shot segmentation validation on the benchmarks it is given (val/mIoU/<name>
+each, val/mIoU their mean).
+
+An objective is built from the run's plan: the config (saved as its only hyperparameter, so a checkpoint alone
+rebuilds it), the validation benchmarks with their class lists, and whatever else its subclass takes. It never
+asks the Trainer or the DataModule for them.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Sequence
 
 import lightning as L
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from data_modules.bad_samples import batch_size_of
+from data_modules.ranks import distributed, rank
 from lseg_pacl.config.loading import from_plain
 from lseg_pacl.errors import TrainingDivergedError
 from lseg_pacl.evaluation.metrics import SegmentationScore
-from lseg_pacl.models.clip import ClipBackbone
-from lseg_pacl.objectives.distributed import world
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
+from lseg_pacl.models.clip import ClipBackbone, clip_geometry, clip_normalisation
+from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.models.prompts import templates
+from lseg_pacl.objectives.nonfinite import NonFiniteGuard
+from lseg_pacl.objectives.optim import configure_optimization
+from lseg_pacl.objectives.zeroshot import zero_shot_logits
 
 log = logging.getLogger(__name__)
 
+Benchmarks = Sequence[tuple[str, Sequence[str]]]  # (benchmark name, its class names) per validation DataLoader
+
 
 class ZeroShotObjective(L.LightningModule):
-    """Base LightningModule. ``config`` is the full experiment config as plain containers, saved as the only
-    hyperparameter so that a checkpoint alone rebuilds the module. ``load_pretrained=False`` skips reading
-    the configured weights (the checkpoint's state dict replaces them anyway)."""
+    """Base LightningModule. ``config`` is the full experiment config as plain containers. ``load_pretrained=False``
+    skips reading the configured weights (a checkpoint's state dict replaces them anyway). ``benchmarks``: the
+    validation DataLoaders' (name, class names), in DataLoader order."""
 
-    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
+    uses_clip_image_tower = True
+
+    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = ()) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg = from_plain(config)
         clip_cfg = self.cfg.model.clip
         self.clip = ClipBackbone(clip_cfg.name, clip_cfg.pretrained if load_pretrained else None,
-                                 clip_cfg.image_size, clip_cfg.last_block)
+                                 clip_cfg.image_size, clip_cfg.last_block, image_tower=self.uses_clip_image_tower)
         self.templates = templates(self.cfg.eval.templates)
-        self.val_benchmarks: list[tuple[str, tuple[str, ...]]] = []
-        self.val_miou = nn.ModuleList()
-        self.feature_cache = None  # a FeatureCachePlan (feature_caching.py) set by the data builder, or None
+        self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
+        self.val_miou = nn.ModuleList(SegmentationScore(len(names)) for _, names in self.val_benchmarks)
+        self.nonfinite = NonFiniteGuard(self.cfg.optim.max_nonfinite_steps)
 
     # ---- what an objective provides
+    @classmethod
+    def input_spec(cls, cfg: DictConfig) -> InputSpec:
+        """The images its encoder takes, from the config alone (CLIP's patch and normalisation by default); the
+        data is built from this before the model exists, and the built model agrees (tests)."""
+        c = cfg.model.clip
+        mean, std = clip_normalisation(c.name, c.pretrained)
+        return InputSpec(clip_geometry(c.name).patch, mean, std)
+
     @property
     def input_mean(self) -> tuple[float, ...]:
         """The normalisation its image encoder expects (CLIP's by default)."""
@@ -62,13 +84,6 @@ class ZeroShotObjective(L.LightningModule):
         return any(p.requires_grad for p in self.clip.model.transformer.parameters())
 
     # ---- validation: zero-shot segmentation
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        benchmarks = getattr(dm, "val_benchmarks", None) if dm is not None else None
-        if benchmarks:
-            self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
-            self.val_miou = nn.ModuleList(SegmentationScore(len(names)) for _, names in self.val_benchmarks)
-
     def on_validation_epoch_start(self) -> None:
         if self.text_is_trainable():
             self.clip.text_cache.clear()
@@ -98,9 +113,8 @@ class ZeroShotObjective(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = []
-        distributed = self.trainer.world_size > 1
         for (name, _), metric in zip(self.val_benchmarks, self.val_miou, strict=True):
-            if not metric.update_called and not distributed:  # every image of it was bad: no score, not 0
+            if not metric.update_called and not distributed():  # every image of it was bad: no score, not 0
                 continue
             score = metric.compute()["mIoU"].float()  # summed over DDP ranks: every rank must call it
             metric.reset()
@@ -112,7 +126,7 @@ class ZeroShotObjective(L.LightningModule):
     def text_generator(self) -> torch.Generator | None:
         """The noun-template draws: the global RNG alone, or under DDP one seeded by (seed, step) on every rank,
         so that all ranks build the same global texts."""
-        if world()[1] == 1:
+        if not distributed():
             return None
         return torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + int(self.global_step))
 
@@ -122,33 +136,25 @@ class ZeroShotObjective(L.LightningModule):
         process: None (Lightning skips the step). Under DDP, where Lightning refuses None, a zero loss over the
         trainable parameters keeps every rank in DDP's all-reduce and ``optimizer_step`` drops the update. Too
         many skips in a row stop the run."""
-        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
-        distributed = world()[1] > 1
-        if distributed:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        self.skip_update = finite.item() != 1.0
-        if not self.skip_update:
-            self.nonfinite_in_a_row = 0
+        if self.nonfinite.check(loss):
             return loss
-        self.nonfinite_total = getattr(self, "nonfinite_total", 0) + 1
-        self.nonfinite_in_a_row = getattr(self, "nonfinite_in_a_row", 0) + 1
-        limit = self.cfg.optim.max_nonfinite_steps
-        if self._trainer is not None:
-            self.log("train/nonfinite_steps", float(self.nonfinite_total))
+        guard = self.nonfinite
+        self.log("train/nonfinite_steps", float(guard.total))
         log.warning("non-finite loss at step %d (rank %d): step skipped on every rank (%d in a row, limit %d)",
-                    self.global_step, world()[0], self.nonfinite_in_a_row, limit)
-        if self.nonfinite_in_a_row >= limit:
-            raise TrainingDivergedError(f"the loss was non-finite for {limit} steps in a row (step {self.global_step}):"
-                                        f" lower optim.lr, check the data, or try trainer.precision=32-true")
-        return self.empty_batch_loss() if distributed else None
+                    self.global_step, rank(), guard.in_a_row, guard.limit)
+        if guard.exhausted:
+            raise TrainingDivergedError(f"the loss was non-finite for {guard.limit} steps in a row (step "
+                                        f"{self.global_step}): lower optim.lr, check the data, or try "
+                                        f"trainer.precision=32-true")
+        return self.empty_batch_loss() if distributed() else None
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Under DDP: run the step's forward and backward on every rank, then update only if no rank saw a
         non-finite loss (``guard_loss``)."""
-        if world()[1] == 1 or optimizer_closure is None:
+        if not distributed() or optimizer_closure is None:
             return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         result = optimizer_closure()
-        if getattr(self, "skip_update", False):
+        if self.nonfinite.skip_update:
             optimizer.zero_grad()
             return None
         return optimizer.step(closure=lambda: result)
@@ -166,31 +172,5 @@ class ZeroShotObjective(L.LightningModule):
         """(named parameters, lr multiplier) per group: one group at the base rate unless an objective splits."""
         return [(self.trainable_parameters(), 1.0)]
 
-    def configure_optimizers(self):
-        o = self.cfg.optim
-        groups = []
-        for named, mult in self.lr_groups():
-            decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
-            no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
-            groups += [{"params": decay, "weight_decay": o.weight_decay, "lr": o.lr * mult},
-                       {"params": no_decay, "weight_decay": 0.0, "lr": o.lr * mult}]
-        groups = [g for g in groups if g["params"]]
-        if o.name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
-        else:
-            optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(o.warmup_steps, total)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if o.schedule == "constant":
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            if o.schedule == "poly":
-                return (1.0 - progress) ** o.poly_power
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def configure_optimizers(self) -> dict:
+        return configure_optimization(self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches))

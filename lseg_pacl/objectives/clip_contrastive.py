@@ -9,16 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from data_modules.bad_samples import batch_size_of
-from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch, world
-from lseg_pacl.objectives.losses import contrastive_loss
-from lseg_pacl.objectives.texts import caption_texts
+from lseg_pacl.objectives.base import Benchmarks
+from lseg_pacl.objectives.contrastive import ContrastiveObjective
+from lseg_pacl.objectives.distributed import encode_chunk
 
 
-class ClipContrastive(ZeroShotObjective):
-    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
-        super().__init__(config, load_pretrained)
+class ClipContrastive(ContrastiveObjective):
+    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = ()) -> None:
+        super().__init__(config, load_pretrained, benchmarks)
         self.clip.model.logit_scale.requires_grad_(self.cfg.model.learn_logit_scale)
 
     def logit_scale(self) -> torch.Tensor:
@@ -27,25 +25,15 @@ class ClipContrastive(ZeroShotObjective):
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.dense_features(images)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        empty = batch_size_of(batch) == 0  # every sample was bad (counted by SkipMonitor)
-        if empty and world()[1] == 1:
-            return self.empty_batch_loss()
-        if empty:  # under DDP this rank still joins every gather, with no images of its own
-            batch = {"caption": [], "nouns": []}
-        texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
-                                         self.text_generator())
-        text_emb = encode_chunk(texts, self.clip.encode_text)  # all ranks' texts (this rank encodes a share)
-        image_emb = text_emb.new_zeros(0, text_emb.shape[1]) if empty else self.clip.encode_image(batch["image"])
-        with torch.autocast(device_type=image_emb.device.type, enabled=False):  # logits and loss in fp32
-            image = F.normalize(image_emb.float(), dim=-1)
-            text = F.normalize(text_emb.float(), dim=-1)
-            scale = self.logit_scale()
-            logits = gather_with_grad(scale * image @ text.t())  # every rank's images against all texts
-            loss = contrastive_loss(logits, positives.to(image.device))
-        if empty:
-            loss = loss + self.empty_batch_loss()  # a (zero) gradient for every parameter, as DDP expects
-        bs = image.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/logit_scale", scale, batch_size=bs)
-        return self.guard_loss(loss)
+    def text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        return encode_chunk(texts, self.clip.encode_text)  # this rank encodes a share
+
+    def image_features(self, batch: dict, text_emb: torch.Tensor) -> torch.Tensor:
+        if "image" not in batch:
+            return text_emb.new_zeros(0, text_emb.shape[1])
+        return self.clip.encode_image(batch["image"])
+
+    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(features.float(), dim=-1)
+        text = F.normalize(text_emb.float(), dim=-1)
+        return scale * image @ text.t()

@@ -1,39 +1,54 @@
 """LSeg training: pixel-wise cross-entropy (ignore 255) of the label logits on a segmentation dataset's masks,
-with a frozen CLIP text encoder (method notes, section 1). The decoder and head learn at ``head_lr_mult`` times
+with a frozen CLIP text encoder (docs/methods.md#lseg). The decoder and head learn at ``head_lr_mult`` times
 the backbone's rate (SGD, poly decay per step in the experiments). Zero-shot on other label sets works through
 the shared evaluation: any list of names is embedded and scored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 
 from data_modules.bad_samples import batch_size_of
 from data_modules.benchmarks import IGNORE_INDEX
+from lseg_pacl.models.dpt import backbone_spec
+from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.models.lseg import LSegNet
-from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.models.prompts import templates
+from lseg_pacl.objectives.base import Benchmarks, ZeroShotObjective
 
 
 class LSeg(ZeroShotObjective):
-    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
-        super().__init__(config, load_pretrained)
-        self.clip.requires_grad_(False)  # the text encoder is frozen (the image tower is unused)
+    """``train_classes``: the class names of the training set's masks, in mask-id order (none for evaluation)."""
+
+    uses_clip_image_tower = False  # images go through the DPT; CLIP embeds the labels
+
+    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = (),
+                 train_classes: Sequence[str] = ()) -> None:
+        super().__init__(config, load_pretrained, benchmarks)
+        self.clip.requires_grad_(False)  # the text encoder is frozen
         self.clip.eval()
         c = self.cfg.model.lseg
         self.net = LSegNet(c.backbone, c.backbone_pretrained if load_pretrained else None, self.clip.embed_dim,
                            c.features, c.spatial_reg, c.block_depth, c.activation, c.logit_scale,
                            c.learn_logit_scale)
         self.train_templates = templates(c.templates)
-        self.train_class_names: tuple[str, ...] = ()
+        self.train_class_names = tuple(train_classes)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and dm is not None:
-            self.train_class_names = tuple(dm.train_class_names)
+    @classmethod
+    def input_spec(cls, cfg: DictConfig) -> InputSpec:
+        c = cfg.model.lseg
+        return InputSpec(backbone_spec(c.backbone)["patch"], tuple(c.input_mean), tuple(c.input_std))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Checkpoints written while LSeg still kept CLIP's image tower carry its weights: they are not ours."""
+        own = {k: v for k, v in state_dict.items() if not k.startswith("clip.model.visual.")}
+        return super().load_state_dict(own, strict=strict, assign=assign)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -1,7 +1,9 @@
 """PACL training: frozen CLIP encoders, a trainable patch embedder, and the patch-aligned compatibility inside
-a symmetric InfoNCE on caption data (method notes, section 2).
+a symmetric InfoNCE on caption data (docs/methods.md#pacl).
 
-Texts per batch: the captions plus, with noun prompts on, the batch's nouns in PACL's templates (texts.py).
+Texts per batch: the captions plus, with noun prompts on, the batch's nouns in PACL's templates (texts.py). With
+the run's frozen-feature stores (training/feature_caching.py) the frozen features of a sample are computed once
+and read back afterwards.
 """
 
 from __future__ import annotations
@@ -12,22 +14,23 @@ import logging
 import torch
 from torch import nn
 
-from data_modules.bad_samples import batch_size_of
-from data_modules.feature_cache import TextStore, TokenStore
+from data_modules.feature_cache import FeatureStores, TextStore
+from data_modules.ranks import rank
 from lseg_pacl.models.pacl import PatchEmbedder, pacl_compatibility
-from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.objectives.distributed import encode_chunk, gather_with_grad, global_batch, world
-from lseg_pacl.objectives.losses import contrastive_loss
-from lseg_pacl.objectives.texts import caption_texts
 from lseg_pacl.models.prompts import PACL_TEMPLATES
+from lseg_pacl.objectives.base import Benchmarks
+from lseg_pacl.objectives.contrastive import ContrastiveObjective
+from lseg_pacl.objectives.distributed import encode_chunk
 
 log = logging.getLogger(__name__)
 
 
-class Pacl(ZeroShotObjective):
-    def __init__(self, config: dict, load_pretrained: bool = True) -> None:
-        super().__init__(config, load_pretrained)
+class Pacl(ContrastiveObjective):
+    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = (),
+                 feature_cache: FeatureStores | None = None) -> None:
+        super().__init__(config, load_pretrained, benchmarks)
         p = self.cfg.model.pacl
+        self.feature_cache = feature_cache
         self.clip.requires_grad_(False)
         if not p.freeze_vision:
             self.clip.model.visual.requires_grad_(True)
@@ -72,15 +75,11 @@ class Pacl(ZeroShotObjective):
         return self.patch_embeddings(images)
 
     # ---- the frozen features of a training batch, from the feature cache where it has them
-    def _stores(self) -> tuple[TokenStore | None, TextStore | None]:
-        plan = self.feature_cache
-        return (plan.token_store, plan.text_store) if plan is not None else (None, None)
-
     def frozen_tokens(self, batch: dict) -> torch.Tensor:
         """The CLIP patch tokens of a batch [B, T, width]: computed for its images (and stored, with a token
         store) and read for its cached rows. With a cache, live tokens are rounded to float16 like stored ones,
         so a sample gives the same loss whichever way its features arrive."""
-        store = self._stores()[0]
+        store = self.feature_cache.token_store if self.feature_cache is not None else None
         parts = []
         if "image" in batch:
             with self._frozen(self.cfg.model.pacl.freeze_vision):
@@ -97,7 +96,7 @@ class Pacl(ZeroShotObjective):
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Embeddings of the batch's texts: from the text store (encoding, then storing, any it lacks), or encoded
         now, each DDP rank taking a share."""
-        store = self._stores()[1]
+        store = self.feature_cache.text_store if self.feature_cache is not None else None
         if store is None:
             with self._frozen(self.cfg.model.pacl.freeze_text):
                 return encode_chunk(texts, self.clip.encode_text)
@@ -113,50 +112,40 @@ class Pacl(ZeroShotObjective):
             store.add(part, self.clip.encode_text(part).float())
 
     def on_train_start(self) -> None:
-        self.fill_text_store(getattr(getattr(self.trainer, "datamodule", None), "train_set", None))
+        self.fill_text_store()
 
-    def fill_text_store(self, data) -> None:
+    def fill_text_store(self) -> None:
         """Store every caption and noun prompt the training set can produce (once; a later run with the same text
         encoder finds them stored), so that no training step runs the text tower."""
-        store = self._stores()[1]
-        if store is None or not hasattr(data, "all_texts"):
+        cache = self.feature_cache
+        if cache is None or cache.text_store is None:
             return
-        captions, nouns = data.all_texts()
+        store = cache.text_store
+        captions, nouns = list(cache.captions), list(cache.nouns)
         prompts = [t.format(n) for n in nouns for t in PACL_TEMPLATES] if self.cfg.model.noun_prompt_templates else []
         missing = store.missing(captions + prompts)
         if missing:
             log.info("feature cache: encoding %d texts (%d already stored)", len(missing), len(store))
             self._encode_into(store, missing)  # the frozen text tower is in eval mode (train() above)
-        if world()[0] == 0:
+        if rank() == 0:
             store.save()
 
     def on_train_epoch_end(self) -> None:
-        token_store, text_store = self._stores()
-        if token_store is not None:
-            token_store.flush()
-        if text_store is not None and world()[0] == 0:
-            text_store.save()
+        cache = self.feature_cache
+        if cache is not None and cache.token_store is not None:
+            cache.token_store.flush()
+        if cache is not None and cache.text_store is not None and rank() == 0:
+            cache.text_store.save()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        empty = batch_size_of(batch) == 0  # every sample was bad (counted by SkipMonitor)
-        if empty and world()[1] == 1:
-            return self.empty_batch_loss()
-        if empty:  # under DDP this rank still joins every gather, with no images of its own
-            batch = {"caption": [], "nouns": []}
-        texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
-                                         self.text_generator())
-        text_emb = self.text_embeddings(texts)  # all ranks' texts
-        patches = text_emb.new_zeros(0, 1, text_emb.shape[1]) if empty else self.embedder(self.frozen_tokens(batch))
-        with torch.autocast(device_type=patches.device.type, enabled=False):  # compatibility and loss in fp32
-            phi = pacl_compatibility(patches.float(), text_emb.float(), self.temperature())  # local images
-            scale = self.logit_scale()
-            logits = gather_with_grad(scale * phi)  # every rank's images against all texts
-            loss = contrastive_loss(logits, positives.to(phi.device))
-        if empty:
-            loss = loss + self.empty_batch_loss()  # a (zero) gradient for every parameter, as DDP expects
-        bs = patches.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/logit_scale", scale, batch_size=bs)
-        self.log("train/temperature", self.temperature(), batch_size=bs)
-        self.log("train/texts", float(len(texts)), batch_size=bs)
-        return self.guard_loss(loss)
+    # ---- the contrastive step's hooks (contrastive.py)
+    def image_features(self, batch: dict, text_emb: torch.Tensor) -> torch.Tensor:
+        if "image" not in batch and "tokens" not in batch:  # a rank whose samples were all bad, under DDP
+            return text_emb.new_zeros(0, 1, text_emb.shape[1])
+        return self.embedder(self.frozen_tokens(batch))
+
+    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return scale * pacl_compatibility(features.float(), text_emb.float(), self.temperature())
+
+    def log_extras(self, batch_size: int, texts: list[str]) -> None:
+        self.log("train/temperature", self.temperature(), batch_size=batch_size)
+        self.log("train/texts", float(len(texts)), batch_size=batch_size)

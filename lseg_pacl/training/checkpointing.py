@@ -28,6 +28,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from data_modules.ranks import rank
 from lseg_pacl.checksums import sha256_of
 from lseg_pacl.errors import CheckpointError
 
@@ -179,6 +180,12 @@ def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
     return [(step, path) for step, _, path in sorted(found, key=lambda t: (t[0], t[1]), reverse=True)]
 
 
+def clear_unfinished_saves(directory: Path) -> None:
+    """Remove the temporary files of saves that were killed before their rename (never loaded, only clutter)."""
+    for stale in Path(directory).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def resume_checkpoint(directory: Path) -> Path | None:
     """The newest checkpoint whose manifest verifies; a warning for each newer one passed over."""
     for step, path in checkpoints_by_step(directory):
@@ -200,14 +207,14 @@ class SaveLast(Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         """Save the current state (every rank calls this; rank 0 writes)."""
-        if trainer.is_global_zero and self.path.exists():
+        if rank() == 0 and self.path.exists():
             entry = read_manifest(self.path)
             if entry is not None and entry["step"] == trainer.global_step:
                 pass  # this very state is already last.ckpt: it is rewritten in place
             elif entry is not None:  # kept as the previous state (resume verifies it before any use)
                 _move(self.path, self.directory / f"last-step{entry['step']}.ckpt")
         trainer.save_checkpoint(self.path)
-        if trainer.is_global_zero:
+        if rank() == 0:
             self._prune()
 
     def _prune(self) -> None:

@@ -8,18 +8,19 @@ from lightning.pytorch.callbacks import Callback
 
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, DataQualityError, SkipCounter, batch_size_of
 from lseg_pacl.errors import BadDataError
+from lseg_pacl.training.lightning_compat import epoch_in_progress
 
 
 class DataEpoch(Callback):
     """Tell the DataModule which epoch starts (shard order and augmentation depend on it).
 
-    ``epoch_progress.current.processed`` rather than ``current_epoch``, which lags by one after a save at
-    validation end."""
+    The epoch in progress rather than ``current_epoch``, which lags by one after a save at validation end
+    (lightning_compat.py)."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         set_epoch = getattr(trainer.datamodule, "set_epoch", None)
         if callable(set_epoch):
-            set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+            set_epoch(epoch_in_progress(trainer))
 
 
 class LoaderPosition(Callback):
@@ -29,14 +30,13 @@ class LoaderPosition(Callback):
 
     @staticmethod
     def _loader(trainer: L.Trainer):
-        loader = getattr(trainer.fit_loop, "_combined_loader", None)
-        flat = loader.flattened if loader is not None else []
-        return flat[0] if len(flat) == 1 and hasattr(flat[0], "trained") else None
+        loader = trainer.train_dataloader
+        return loader if hasattr(loader, "trained") else None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = self._loader(trainer)
         if loader is not None:
-            loader.begin_epoch(trainer.fit_loop.epoch_progress.current.processed)
+            loader.begin_epoch(epoch_in_progress(trainer))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
                            ) -> None:
@@ -69,7 +69,7 @@ class SkipMonitor(Callback):
             counter.check()
         except DataQualityError as exc:
             raise BadDataError(str(exc)) from None
-        if counter.counts and pl_module._trainer is not None and not pl_module.trainer.sanity_checking:
+        if counter.counts and not pl_module.trainer.sanity_checking:
             pl_module.log(f"data/{stage}_skipped", float(counter.skipped))
             for reason, n in sorted(counter.counts.items()):  # running totals by kind, one row per epoch
                 pl_module.log(f"data/{stage}_skipped/{reason}", float(n))

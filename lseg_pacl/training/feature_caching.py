@@ -1,45 +1,40 @@
-"""Which frozen features a run may cache, and the stores it uses (data_modules/feature_cache.py).
+"""Which frozen features a run may cache, decided from the config, and the stores it opens for them
+(data_modules/feature_cache.py), handed to both the training data and the model.
 
 Patch tokens are cacheable when the vision tower is frozen, the training data is map-style (coco format: each
 sample has a stable index) and the transform gives the same tensor every epoch; text embeddings when the text
-tower is frozen. Anything else turns that side off with a message saying which setting prevents it.
+tower is frozen. Either side needs weights with an identity (a tag, or a file, keyed by its checksum): random
+initial weights have none. Anything else turns that side off with a message saying which setting prevents it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from data_modules.feature_cache import TextStore, TokenStore, files_digest, weights_digest
+from data_modules.captions import caption_vocabulary, read_coco_captions
+from data_modules.feature_cache import FeatureStores, TextStore, TokenStore, digest, files_digest
 from data_modules.transforms import caption_transform_is_deterministic
+from lseg_pacl.models.clip import clip_geometry
+from lseg_pacl.models.inputs import InputSpec
+from lseg_pacl.models.weights import clip_weights_identity
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureCachePlan:
-    root: Path
-    weights: str  # digest of the frozen CLIP's parameters
-    image_key: dict | None  # None: patch tokens are not cached
-    text_store: TextStore | None
-    token_store: TokenStore | None = field(default=None)
-
-    def tokens_for(self, dataset) -> TokenStore | None:
-        """The token store of a coco-format training set (created or reopened), also kept here for the model."""
-        if self.image_key is None:
-            return None
-        key = {**self.image_key, "data": {"root": str(dataset.root.resolve()), "samples": len(dataset.records),
-                                         "files": files_digest(r.file for r in dataset.records)}}
-        self.token_store = TokenStore(self.root / self.weights, key, len(dataset.records), *self.image_key["grid"])
-        log.info("feature cache: patch tokens in %s (%d of %d samples stored)", self.token_store.folder,
-                 self.token_store.filled(), len(dataset.records))
-        return self.token_store
+    root: Path  # <feature_cache_dir>/<digest of the weights' identity>/
+    text_key: dict | None  # None: text embeddings are not cached
+    image_key: dict | None  # None: patch tokens are not cached (without the data's part, added when opened)
+    tokens: int  # patch tokens per sample
+    width: int  # their width
 
 
-def plan_feature_cache(cfg: DictConfig, module) -> FeatureCachePlan | None:
+def plan_feature_cache(cfg: DictConfig, inputs: InputSpec) -> FeatureCachePlan | None:
     """The cache this run uses, or None when ``data.train.feature_cache`` is off or nothing can be cached."""
     t = cfg.data.train
     if not t.feature_cache:
@@ -48,7 +43,7 @@ def plan_feature_cache(cfg: DictConfig, module) -> FeatureCachePlan | None:
         log.warning("feature cache off: model.objective=%s trains its encoders (only pacl freezes them)",
                     cfg.model.objective)
         return None
-    p = cfg.model.pacl
+    p, clip = cfg.model.pacl, cfg.model.clip
     image_reasons = [] if p.freeze_vision else ["model.pacl.freeze_vision=false"]
     text_reasons = [] if p.freeze_text else ["model.pacl.freeze_text=false"]
     if t.format != "coco":
@@ -57,20 +52,40 @@ def plan_feature_cache(cfg: DictConfig, module) -> FeatureCachePlan | None:
     if not caption_transform_is_deterministic(t.crop_scale_min, t.hflip):
         image_reasons.append(f"data.train.crop_scale_min={t.crop_scale_min} / hflip={t.hflip} give a new crop or "
                              f"flip each epoch (cacheable with crop_scale_min=1.0 hflip=false)")
+    weights = clip_weights_identity(clip.name, clip.pretrained)
+    if weights is None:
+        why = "model.clip.pretrained=null (random weights have no identity to key a cache by: save them to a file)"
+        image_reasons.append(why)
+        text_reasons.append(why)
     for side, reasons in (("patch tokens", image_reasons), ("text embeddings", text_reasons)):
         if reasons:
             log.warning("feature cache: %s not cached: %s", side, "; ".join(reasons))
     if image_reasons and text_reasons:
         return None
-    clip = module.clip
-    weights = weights_digest(clip.model)
-    root = Path(t.feature_cache_dir or Path(cfg.run.root) / "feature_cache").expanduser()
+    geometry = clip_geometry(clip.name)
+    side = t.image_size // geometry.patch
+    root = Path(t.feature_cache_dir or Path(cfg.run.root) / "feature_cache").expanduser() / digest(
+        {"weights": weights})
     precision = str(cfg.trainer.precision) if cfg.trainer.precision is not None else "32-true"
-    text_store = None if text_reasons else TextStore(root / weights, {"model": clip.name, "precision": precision})
     image_key = None
     if not image_reasons:
-        grid = clip.grid(t.image_size, t.image_size)
-        image_key = {"model": clip.name, "last_block": clip.last_block, "grid": [grid[0] * grid[1], clip.width],
-                     "transform": {"resize": t.image_size, "mean": list(module.input_mean),
-                                   "std": list(module.input_std)}, "split": t.split, "precision": precision}
-    return FeatureCachePlan(root, weights, image_key, text_store)
+        image_key = {"model": clip.name, "last_block": clip.last_block, "grid": [side * side, geometry.width],
+                     "transform": {"resize": t.image_size, "mean": list(inputs.mean), "std": list(inputs.std)},
+                     "split": t.split, "precision": precision}
+    text_key = None if text_reasons else {"model": clip.name, "precision": precision}
+    return FeatureCachePlan(root, text_key, image_key, side * side, geometry.width)
+
+
+def open_feature_cache(plan: FeatureCachePlan, train_root: Path, split: str) -> FeatureStores:
+    """The stores of the plan for the coco-format training set at ``train_root`` (created or reopened)."""
+    records = read_coco_captions(train_root, split)
+    token_store = None
+    if plan.image_key is not None:
+        data = {"root": str(train_root.resolve()), "samples": len(records),
+                "files": files_digest(r.file for r in records)}
+        token_store = TokenStore(plan.root, {**plan.image_key, "data": data}, len(records), plan.tokens, plan.width)
+        log.info("feature cache: patch tokens in %s (%d of %d samples stored)", token_store.folder,
+                 token_store.filled(), len(records))
+    text_store = TextStore(plan.root, plan.text_key) if plan.text_key is not None else None
+    captions, nouns = caption_vocabulary(records) if text_store is not None else ([], [])
+    return FeatureStores(token_store, text_store, tuple(captions), tuple(nouns))

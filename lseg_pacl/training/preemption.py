@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lseg_pacl.training.checkpointing import SaveLast
+from data_modules.ranks import distributed
 from lseg_pacl.errors import Preempted
+from lseg_pacl.training.checkpointing import SaveLast
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class PreemptionHandler(Callback):
         if batch_idx % max(1, trainer.accumulate_grad_batches):
             return  # mid-accumulation: the gradients gathered so far are not in a checkpoint
         flag = torch.tensor([0.0 if self.received is None else 1.0], device=pl_module.device)
-        if trainer.world_size > 1:
+        if distributed():
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         if flag.item() == 0.0:
             return

@@ -1,4 +1,5 @@
-"""From a config to a finished run: run directories, resume, loggers, callbacks, the Trainer, the summary.
+"""Executing a run's plan: check the inputs, derive the spec, open the feature cache, build the data and the
+model from them, fit with the Trainer and its callbacks, validate the final weights, write the summary.
 
 A run directory (runs/<experiment>/<run id>/) holds config.yaml, checkpoints/ (last.ckpt and the best by
 val/mIoU), metrics.csv, wandb/ and summary.json (the final metrics, measured on the final weights). A pipeline
@@ -7,249 +8,51 @@ experiment (``stages``) runs each stage in a sub-directory of one run directory,
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from lseg_pacl.training.data import build_train_data, check_inputs
+from data_modules.ranks import rank
+from lseg_pacl.config.loading import load_saved, to_plain
+from lseg_pacl.errors import ConfigError
+from lseg_pacl.objectives import build_objective
+from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.training.checkpointing import (
     LAST,
     SafeCheckpointIO,
     SaveLast,
     checkpoint_callbacks,
-    checkpoints_by_step,
-    resume_checkpoint,
+    clear_unfinished_saves,
 )
-from lseg_pacl.config.loading import load_config, load_saved, merge_overrides, resume_changes, to_plain
+from lseg_pacl.training.data import build_train_data
 from lseg_pacl.training.data_hooks import DataEpoch, LoaderPosition, SkipMonitor
-from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.objectives import build_objective
+from lseg_pacl.training.feature_caching import open_feature_cache, plan_feature_cache
+from lseg_pacl.training.inputs import check_inputs
+from lseg_pacl.training.launch import Launch, published
+from lseg_pacl.training.loggers import build_loggers
+from lseg_pacl.training.plan import RunPlan, plan_run, plan_stage
 from lseg_pacl.training.preemption import PreemptionHandler
+from lseg_pacl.training.spec import run_spec
 from lseg_pacl.training.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
 
-RUN_DIR_ENV = "LSEG_PACL_RUN_DIR"  # rank 0 chooses the run directory and id; ranks launched after it inherit
-RUN_ID_ENV = "LSEG_PACL_RUN_ID"
-PREVIOUS_STAGE = "previous_stage"  # model.clip.pretrained value: the CLIP weights of the pipeline's stage before
-
-
-# ------------------------------------------------------------------------------------------------ run dirs
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def process_rank() -> int:
-    """This process's global rank as launchers announce it (0 when launched alone)."""
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        value = os.environ.get(var, "")
-        if value.isdigit():
-            return int(value)
-    return 0
-
-
-def _launched_together() -> bool:
-    """Several processes started at once by torchrun or SLURM (rather than spawned by rank 0)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
-
-
-def _shared_run_id(cfg: DictConfig) -> str:
-    """A run id every rank agrees on without talking: explicit, inherited from rank 0, or the launcher's job id."""
-    if cfg.run.id:
-        return cfg.run.id
-    if os.environ.get(RUN_ID_ENV):
-        return os.environ[RUN_ID_ENV]
-    if _launched_together():
-        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "none")
-        if job == "none":
-            raise ConfigError("several processes were launched together: pass run.id=NAME (or run.dir=DIR) so that "
-                              "every rank writes to the same run")
-        return f"job-{job}"
-    return new_run_id()
-
-
-def experiment_root(cfg: DictConfig) -> Path:
-    return Path(cfg.run.root) / cfg.run.experiment
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    folder = run_dir / "checkpoints"
-    return bool(checkpoints_by_step(folder)) or (folder / LAST).is_file()
-
-
-def _has_progress(run_dir: Path) -> bool:
-    """A run (or a pipeline stage of it) that saved a checkpoint or finished."""
-    return _has_checkpoint(run_dir) or any(_has_checkpoint(p.parent) for p in run_dir.glob("*/config.yaml")) or any(
-        run_dir.glob("*/summary.json"))
-
-
-def checkpoint_to_resume(run_dir: Path) -> Path:
-    """The newest intact checkpoint of a run (checkpointing.py); an error when there is none."""
-    folder = run_dir / "checkpoints"
-    for stale in folder.glob(".*.tmp"):  # a save that was killed before its rename
-        stale.unlink(missing_ok=True)
-    found = resume_checkpoint(folder)
-    if found is not None:
-        return found
-    if (folder / LAST).is_file() and not checkpoints_by_step(folder):  # written before checkpoints had manifests
-        log.warning("resuming from %s, which has no manifest to verify it against", folder / LAST)
-        return folder / LAST
-    raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {folder}")
-
-
-def newest_run(root: Path) -> Path | None:
-    runs = [p.parent for p in root.glob("*/config.yaml") if _has_progress(p.parent)] if root.is_dir() else []
-    return max(runs, key=lambda p: (p / "config.yaml").stat().st_mtime) if runs else None
-
-
-def resolve_resume(cfg: DictConfig) -> Path:
-    """The run directory to continue; an error (never a fresh start) when there is none."""
-    if cfg.resume == "last":
-        found = newest_run(experiment_root(cfg))
-        if found is None:
-            raise MissingInputError(f"resume=last: no run of '{cfg.run.experiment}' with a checkpoint under "
-                                    f"{experiment_root(cfg)}")
-        return found
-    run_dir = Path(cfg.resume).expanduser()
-    if not (run_dir / "config.yaml").is_file():
-        raise MissingInputError(f"resume={cfg.resume}: {run_dir} is not a run directory (no config.yaml)")
-    return run_dir
-
 
 def _write_config(cfg: DictConfig, run_dir: Path) -> None:
-    if process_rank() != 0:
+    if rank() != 0:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f"config.yaml.{os.getpid()}.tmp"
     tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))), encoding="utf-8")
     tmp.replace(run_dir / "config.yaml")
-
-
-def _strip_resume(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if not o.split("=", 1)[0].strip() == "resume"]
-
-
-def checked_resume(saved: DictConfig, overrides: list[str], where: Path) -> DictConfig:
-    """The saved config with this launch's overrides; an error listing the keys that would change the model or
-    the data under a checkpoint made with others (harmless ones, e.g. trainer.max_steps, are logged)."""
-    resumed = merge_overrides(saved, overrides)
-    refused, allowed = resume_changes(saved, resumed)
-    if refused:
-        raise ConfigError(f"resuming {where} with a different " + ", ".join(
-            f"{k} ({OmegaConf.select(saved, k)!r} -> {OmegaConf.select(resumed, k)!r})" for k in refused)
-            + ": these change the model or the data its checkpoint was trained on; start a new run instead")
-    if allowed:
-        log.info("resuming %s with changed %s", where, ", ".join(allowed))
-    return resumed
-
-
-def _auto_resume(cfg: DictConfig) -> DictConfig:
-    """resume=auto: the run in run.dir / run.id / the launcher's job when it has a checkpoint, else a fresh run
-    there (a requeued SLURM job passes this and continues where it stopped)."""
-    if not (cfg.run.dir or cfg.run.id or os.environ.get(RUN_ID_ENV) or _launched_together()):
-        raise ConfigError("resume=auto needs a run to look for: pass run.id=NAME or run.dir=DIR (under SLURM or "
-                          "torchrun the job id names it)")
-    run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / _shared_run_id(cfg)
-    if (run_dir / "config.yaml").is_file() and _has_progress(run_dir):
-        log.info("resume=auto: continuing %s", run_dir)
-        return merge_overrides(cfg, [f"resume={run_dir}"], "runner")
-    if (run_dir / "config.yaml").is_file() and process_rank() == 0:  # started before but never saved: restart it
-        (run_dir / "config.yaml").unlink()
-    return merge_overrides(cfg, ["resume=null", f"run.dir={run_dir}"], "runner")
-
-
-def prepare_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path, bool]:
-    """(config, run directory, resuming?) for a fresh run or a resumed one."""
-    if cfg.resume == "auto":
-        cfg = _auto_resume(cfg)
-    if cfg.resume:
-        run_dir = resolve_resume(cfg)
-        saved = load_saved(run_dir / "config.yaml")
-        if saved.run.experiment != cfg.run.experiment:
-            raise ConfigError(f"{run_dir} is a run of '{saved.run.experiment}', not '{cfg.run.experiment}'")
-        where = [f"run.dir={run_dir}", f"run.id={saved.run.id or run_dir.name}"]  # the folder may have moved
-        if saved.stages:  # a pipeline: each stage's own config is checked when that stage resumes
-            return merge_overrides(saved, [*_strip_resume(overrides), *where]), run_dir, True
-        if not _has_checkpoint(run_dir):
-            raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
-        return checked_resume(saved, [*_strip_resume(overrides), *where], run_dir), run_dir, True
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and process_rank() != 0:  # a DDP rank started by rank 0: same directory, same id
-        run_dir = Path(inherited)
-        return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={_shared_run_id(cfg)}"], "runner"), run_dir, False
-    run_id = _shared_run_id(cfg)
-    run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / run_id
-    if (run_dir / "config.yaml").exists() and process_rank() == 0:
-        raise ConfigError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
-                          f"run.dir")
-    return merge_overrides(cfg, [f"run.dir={run_dir}", f"run.id={run_id}"], "runner"), run_dir, False
-
-
-# ------------------------------------------------------------------------------------------------ loggers
-
-
-class _AppendingWriter(_ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv; a resumed run appends to it instead."""
-
-    def _check_log_dir_exists(self) -> None:
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as file:
-                self.metrics_keys = list(next(csv.reader(file), []))
-
-
-class RunCSVLogger(CSVLogger):
-    """metrics.csv directly in the run directory, appended to on resume."""
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(save_dir=str(run_dir), name="", version="")
-
-    @property
-    def experiment(self) -> _ExperimentWriter:
-        if self._experiment is None:
-            os.makedirs(self.log_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
-
-    def log_hyperparams(self, params: Any = None) -> None:
-        """The config is already in config.yaml; no second copy."""
-
-
-def _wandb_key_available() -> bool:
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "wandb" in netrc.read_text(errors="ignore"))
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    loggers: list = [RunCSVLogger(run_dir)]
-    w = cfg.logger.wandb
-    if w.mode == "online" and not _wandb_key_available():
-        raise MissingInputError("logger.wandb.mode=online needs a W&B API key: set WANDB_API_KEY in the environment "
-                                "or run `wandb login` (or use logger.wandb.mode=offline and `wandb sync` later)")
-    if w.mode != "disabled":
-        from lightning.pytorch.loggers import WandbLogger
-
-        loggers.append(WandbLogger(project=w.project, entity=w.entity, id=cfg.run.id,
-                                   name=f"{cfg.run.experiment}/{cfg.run.id}", save_dir=str(run_dir), mode=w.mode,
-                                   resume="allow", tags=list(w.tags), log_model=False))
-    return loggers
-
-
-# ------------------------------------------------------------------------------------------------ one run
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
@@ -269,17 +72,26 @@ def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwarg
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
 
 
-def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
-    """Train one experiment in ``run_dir``; returns the final metrics (validated on the final weights)."""
-    last = run_dir / "checkpoints" / LAST
-    start = checkpoint_to_resume(run_dir) if resume else None
-    if cfg.model.clip.pretrained == PREVIOUS_STAGE:
-        raise ConfigError(f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; pass "
-                          f"a CLIP checkpoint file instead")
+def build_model_and_data(cfg: DictConfig) -> tuple[ZeroShotObjective, L.LightningDataModule]:
+    """From a config to what the Trainer fits: the inputs checked (seconds, before any model), the spec both
+    sides need, the feature cache opened, then the model and the data, each from those."""
     check_inputs(cfg)
+    spec = run_spec(cfg)
+    cache_plan = plan_feature_cache(cfg, spec.inputs)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_objective(to_plain(cfg))
-    data = build_train_data(cfg, module)
+    cache = open_feature_cache(cache_plan, spec.train_root, cfg.data.train.split) if cache_plan else None
+    inputs: dict[str, Any] = {"benchmarks": spec.benchmark_classes}
+    if spec.train_classes:
+        inputs["train_classes"] = spec.train_classes
+    if cache is not None:
+        inputs["feature_cache"] = cache
+    return build_objective(to_plain(cfg), **inputs), build_train_data(cfg, spec, cache)
+
+
+def fit(plan: RunPlan) -> dict:
+    """Train one planned run; returns the final metrics (validated on the final weights)."""
+    cfg, run_dir = plan.config, plan.run_dir
+    module, data = build_model_and_data(cfg)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
     save_last = next(c for c in callbacks if isinstance(c, SaveLast))
     trainer = make_trainer(cfg.data.max_bad_fraction,
@@ -287,14 +99,16 @@ def fit(cfg: DictConfig, run_dir: Path, resume: bool) -> dict:
                             PreemptionHandler(save_last)],
                            **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
-    trainer.fit(module, datamodule=data, ckpt_path=str(start) if start else None)
+    clear_unfinished_saves(run_dir / "checkpoints")
+    trainer.fit(module, datamodule=data, ckpt_path=str(plan.start_from) if plan.start_from else None)
     save_last.save(trainer)  # the final state, the one summary.json reports
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
-    summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "global_step": trainer.global_step,
-               "final": metrics, "best_checkpoint": best_path or None, "last_checkpoint": str(last)}
-    if trainer.is_global_zero:
+    summary = {"experiment": cfg.run.experiment, "objective": cfg.model.objective, "run_dir": str(run_dir),
+               "global_step": trainer.global_step, "final": metrics, "best_checkpoint": best_path or None,
+               "last_checkpoint": str(run_dir / "checkpoints" / LAST)}
+    if rank() == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
@@ -313,38 +127,26 @@ def print_summary(summary: dict) -> None:
 # ------------------------------------------------------------------------------------------------ pipelines
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str], resume: bool) -> dict:
-    """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a last.ckpt continues."""
-    if resume and not _has_progress(run_dir):
-        raise MissingInputError(f"nothing to resume in {run_dir}: no stage has a checkpoint yet")
-    _write_config(cfg, run_dir)
-    stage_overrides = [o for o in _strip_resume(overrides) if not o.startswith(("run.", "stages"))]
+def run_pipeline(plan: RunPlan, overrides: list[str]) -> dict:
+    """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a checkpoint continues."""
+    _write_config(plan.config, plan.run_dir)
     results, previous = {}, None
-    for stage in cfg.stages:
-        stage_dir = run_dir / stage
-        done = stage_dir / "summary.json"
+    for stage in plan.config.stages:
+        done = plan.run_dir / stage / "summary.json"
         if done.is_file():
             results[stage] = json.loads(done.read_text(encoding="utf-8"))
+            if "objective" not in results[stage]:  # written before summaries named it
+                results[stage]["objective"] = load_saved(plan.run_dir / stage / "config.yaml").model.objective
             previous = results[stage]["last_checkpoint"]
-            print(f"stage {stage}: already done ({stage_dir})")
+            print(f"stage {stage}: already done ({plan.run_dir / stage})")
             continue
-        stage_cfg = load_config(stage, stage_overrides)
-        links = [f"run.dir={stage_dir}", f"run.id={cfg.run.id}-{stage}"]
-        if stage_cfg.model.clip.pretrained == PREVIOUS_STAGE:
-            if previous is None:
-                raise ConfigError(f"stage {stage} takes the previous stage's weights, but it is the first stage")
-            links.append(f"model.clip.pretrained={previous}")
-        stage_resume = resume and _has_checkpoint(stage_dir)
-        if stage_resume:
-            stage_cfg = checked_resume(load_saved(stage_dir / "config.yaml"), stage_overrides, stage_dir)
-        else:
-            stage_cfg = merge_overrides(stage_cfg, links, "pipeline")
-        print(f"stage {stage}: {'resuming' if stage_resume else 'training'} in {stage_dir}")
-        results[stage] = fit(stage_cfg, stage_dir, stage_resume)
+        stage_plan = plan_stage(plan, stage, overrides, previous)
+        print(f"stage {stage}: {'resuming' if stage_plan.resuming else 'training'} in {stage_plan.run_dir}")
+        results[stage] = fit(stage_plan)
         previous = results[stage]["last_checkpoint"]
-    summary = {"experiment": cfg.run.experiment, "run_dir": str(run_dir), "stages": results}
-    if _global_rank() == 0:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    summary = {"experiment": plan.config.run.experiment, "run_dir": str(plan.run_dir), "stages": results}
+    if rank() == 0:
+        (plan.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
@@ -352,39 +154,25 @@ def print_pipeline(summary: dict) -> None:
     print(f"\nPipeline finished: {summary['run_dir']}")
     print(f"{'stage':<16}{'objective':<12}{'steps':>8}{'val/mIoU':>12}  run directory")
     for stage, s in summary["stages"].items():
-        cfg = load_saved(Path(s["run_dir"]) / "config.yaml")
         miou = s["final"].get("val/mIoU", float("nan"))
-        print(f"{stage:<16}{cfg.model.objective:<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
+        print(f"{stage:<16}{s.get('objective', '?'):<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
 
 
 # ------------------------------------------------------------------------------------------------ entry
 
 
 def train(experiment: str, overrides: list[str]) -> dict:
-    """``lseg-pacl train EXP k=v ...``: one experiment, or each stage of a pipeline experiment."""
-    cfg = load_config(experiment, overrides)
-    cfg, run_dir, resume = prepare_run(cfg, overrides)
-    os.environ[RUN_DIR_ENV], os.environ[RUN_ID_ENV] = str(run_dir), cfg.run.id
-    try:
-        if cfg.stages:
-            summary = run_pipeline(cfg, run_dir, overrides, resume)
-            report = print_pipeline
+    """``lseg-pacl train EXP k=v ...``: plan once, then run the experiment, or each stage of a pipeline."""
+    plan = plan_run(experiment, overrides, Launch.from_environ())
+    with published(plan.run_dir, plan.run_id):  # for the ranks the Trainer launches after this one
+        if plan.is_pipeline:
+            summary, report = run_pipeline(plan, overrides), print_pipeline
         else:
-            summary = fit(cfg, run_dir, resume)
-            report = print_summary
-        if _global_rank() == 0:  # under DDP, one report
+            summary, report = fit(plan), print_summary
+        if rank() == 0:  # under DDP, one report
             report(summary)
         _leave_process_group()  # on success only: a failing rank must exit, not wait at a barrier
-    finally:
-        os.environ.pop(RUN_DIR_ENV, None)
-        os.environ.pop(RUN_ID_ENV, None)
     return summary
-
-
-def _global_rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else process_rank()
 
 
 def _leave_process_group() -> None:

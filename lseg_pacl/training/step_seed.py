@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from data_modules.ranks import rank
 from data_modules.samplers import mix
 
 
@@ -16,4 +17,4 @@ class StepSeed(Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        torch.manual_seed(mix(self.seed, trainer.global_rank, trainer.global_step, batch_idx))
+        torch.manual_seed(mix(self.seed, rank(), trainer.global_step, batch_idx))

@@ -9,9 +9,9 @@ from PIL import Image
 from safetensors import safe_open
 
 from lseg_pacl.commands.cli import main
+from lseg_pacl.commands.predict import parse_labels
 from lseg_pacl.errors import ConfigError
 from lseg_pacl.evaluation.pictures import palette
-from lseg_pacl.commands.predict import parse_labels
 
 LABELS = "sky, grass , ball"
 
@@ -31,6 +31,7 @@ def run(folder, out, *extra):
                  "logger.wandb.mode=disabled", *extra])
 
 
+@pytest.mark.slow
 def test_outputs_have_the_input_size_and_index_the_labels(images, tmp_path):
     out = tmp_path / "out"
     assert run(images, out, "embeddings=true") == 0
@@ -60,6 +61,7 @@ def test_labels_are_stripped_and_deduplicated():
         parse_labels(" , ")
 
 
+@pytest.mark.slow
 def test_a_broken_file_is_reported_and_the_others_done(images, tmp_path, capsys):
     (images / "notes.txt").write_text("not a picture")
     truncate(images / "b.jpg", 0.3)
@@ -70,6 +72,7 @@ def test_a_broken_file_is_reported_and_the_others_done(images, tmp_path, capsys)
     assert (out / "a_overlay.png").is_file() and not (out / "b_overlay.png").exists()
 
 
+@pytest.mark.slow
 def test_nothing_is_overwritten_by_default(images, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -87,6 +90,7 @@ def test_missing_arguments_and_inputs_are_clear(tmp_path, capsys):
     assert main(["predict", "ckpt=nope.ckpt", f"image={tmp_path}", "labels=cat"]) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [["ckpt=lseg_demo_seg", "model.clip.pretrained=null"],
                                    ["ckpt=demo_clip", "model.clip.last_block=sclip"]])
 def test_lseg_and_the_baselines_predict_too(images, tmp_path, model):
@@ -99,6 +103,7 @@ def test_lseg_and_the_baselines_predict_too(images, tmp_path, model):
         assert f.get_tensor("embeddings").ndim == 3
 
 
+@pytest.mark.slow
 def test_inputs_sharing_a_stem_keep_apart(images, tmp_path):
     Image.open(images / "a.jpg").save(images / "a.png")
     out = tmp_path / "out"

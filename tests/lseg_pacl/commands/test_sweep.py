@@ -5,8 +5,8 @@ import json
 import pytest
 
 from lseg_pacl.commands.cli import main
-from lseg_pacl.errors import ConfigError
 from lseg_pacl.commands.sweep import combinations, read_sweep, sweep_command
+from lseg_pacl.errors import ConfigError
 
 SWEEP = """
 name: tiny
@@ -31,6 +31,7 @@ def test_grid_and_command_are_read_like_a_wandb_agent_would(tmp_path):
         read_sweep(f)
 
 
+@pytest.mark.slow
 def test_every_trial_runs_and_the_results_are_written(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "s.yaml"

@@ -12,9 +12,9 @@ from lseg_pacl.objectives.pacl import Pacl
 NOUNS = [["sky", "ball"], ["sky"], ["box", "sand"], ["ball"], ["tree", "sky"], ["house"], ["sun", "sand"], ["box"]]
 
 
-def build(objective: str):
+def build(objective: str, *extra: str):
     torch.manual_seed(0)
-    over = ["model.noun_prompt_templates=7", "model.clip.pretrained=null"]
+    over = ["model.noun_prompt_templates=7", "model.clip.pretrained=null", *extra]
     if objective == "pacl":
         return Pacl(to_plain(load_config("demo_pacl", over)))
     return ClipContrastive(to_plain(load_config("demo_clip", over)))
@@ -69,8 +69,8 @@ def _nan_rank(rank: int, world: int, init: str, out: str) -> None:
         decisions = []
         for value in (loss, torch.tensor(2.0)):
             guarded = module.guard_loss(value)
-            decisions.append(module.skip_update)
-            if module.skip_update:  # under DDP a zero loss stands in (Lightning refuses None there)
+            decisions.append(module.nonfinite.skip_update)
+            if module.nonfinite.skip_update:  # under DDP a zero loss stands in (Lightning refuses None there)
                 assert guarded is not None and float(guarded) == 0.0
         torch.save(decisions, f"{out}.{rank}")
     finally:
@@ -86,8 +86,7 @@ def test_a_nan_on_one_rank_makes_every_rank_skip(tmp_path):
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run():
     from lseg_pacl.errors import TrainingDivergedError
 
-    module = build("clip")
-    module.cfg.optim.max_nonfinite_steps = 3
+    module = build("clip", "optim.max_nonfinite_steps=3")
     nan = torch.tensor(float("nan"))
     assert module.guard_loss(nan) is None and module.guard_loss(nan) is None
     assert module.guard_loss(torch.tensor(1.0)) is not None  # a finite step resets the count

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from lseg_pacl.config.loading import load_config, to_plain
@@ -34,14 +35,14 @@ def test_logits_are_the_scaled_cosine_without_regularization():
     assert not net.log_scale.requires_grad
 
 
-def objective(*over: str) -> LSeg:
-    return LSeg(to_plain(load_config("lseg_demo_seg", ["model.clip.pretrained=null", *over])))
+def objective(*over: str, train_classes: tuple[str, ...] = ()) -> LSeg:
+    return LSeg(to_plain(load_config("lseg_demo_seg", ["model.clip.pretrained=null", *over])),
+                train_classes=train_classes)
 
 
 def test_a_training_step_lowers_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
-    module = objective()
-    module.train_class_names = ("sky", "grass", "box")
+    module = objective(train_classes=("sky", "grass", "box"))
     mask = torch.randint(0, 3, (4, 4, 4)).repeat_interleave(8, 1).repeat_interleave(8, 2)  # 8x8 blocks
     image = torch.nn.functional.one_hot(mask, 3).permute(0, 3, 1, 2).float() * 2 - 1  # colour = class
     mask[:, :2] = 255  # ignored rows
@@ -76,3 +77,19 @@ def test_a_run_checkpoint_rebuilds_the_model_alone(tiny):
     again = load_objective(Path(summary["last_checkpoint"])).eval()
     assert torch.equal(module.logits(x, labels, (64, 64)), again.logits(x, labels, (64, 64)))
 
+
+
+def test_lseg_keeps_only_clips_text_tower_and_still_loads_checkpoints_that_held_the_image_tower(tmp_path):
+    torch.manual_seed(0)
+    module = objective()
+    assert not module.clip.has_image_tower and not any(k.startswith("clip.model.visual.") for k in
+                                                        module.state_dict())
+    from lseg_pacl.models.clip import create_clip
+
+    state = {**module.state_dict(), **{f"clip.model.{k}": v for k, v in create_clip("lseg-tiny-vit").state_dict()
+                                        .items() if k.startswith("visual.")}}  # as written before the change
+    assert any(k.startswith("clip.model.visual.") for k in state)
+    other = objective()
+    other.load_state_dict(state)
+    x, labels = torch.randn(1, 3, 64, 64), torch.randn(2, module.clip.embed_dim)
+    assert torch.equal(module.eval().logits(x, labels, (64, 64)), other.eval().logits(x, labels, (64, 64)))

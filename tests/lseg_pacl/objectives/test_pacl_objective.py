@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from lseg_pacl.config.loading import load_config, to_plain
+from lseg_pacl.models.prompts import PACL_TEMPLATES
 from lseg_pacl.objectives.pacl import Pacl
 from lseg_pacl.objectives.texts import noun_prompts
-from lseg_pacl.models.prompts import PACL_TEMPLATES
 
 
 def test_noun_prompts_use_every_template_and_mark_every_image_naming_the_noun():

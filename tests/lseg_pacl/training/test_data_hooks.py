@@ -13,6 +13,7 @@ from data_modules.captions import CaptionDataModule
 from data_modules.shards import ShardSource, ShardStream
 from data_modules.transforms import caption_train_transform
 from lseg_pacl.commands.cli import main
+from lseg_pacl.training.lightning_compat import epoch_in_progress
 from lseg_pacl.training.runner import make_trainer, train
 
 
@@ -40,7 +41,7 @@ def test_shard_order_changes_with_the_epoch_and_covers_the_data(tmp_path):
         return ShardStream([ShardSource(urls)], transform, batch_size=4, samples_per_epoch=16, num_workers=2,
                            resampled=False, shuffle_buffer=4, rank=rank, world_size=world)
 
-    data = CaptionDataModule(make, batch_size=4, num_workers=2)
+    data = CaptionDataModule(make, batch_size=4, num_workers=2, epoch_of=epoch_in_progress)
     model = KeyRecorder()
     trainer = make_trainer(0.0, max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                            enable_progress_bar=False, enable_model_summary=False)
@@ -73,8 +74,8 @@ def test_too_many_bad_images_stop_the_run_with_the_files_named(tiny, world, tmp_
 
 def test_a_stream_that_ran_dry_stops_the_run_with_its_reason():
     from data_modules.bad_samples import EVENTS, EXHAUSTED
-    from lseg_pacl.training.data_hooks import SkipMonitor
     from lseg_pacl.errors import BadDataError
+    from lseg_pacl.training.data_hooks import SkipMonitor
 
     monitor = SkipMonitor(max_bad_fraction=1.0)
     monitor.on_train_batch_start(None, None, {EVENTS: [("bad_image", "a.jpg")], "image": torch.zeros(3, 1)}, 0)

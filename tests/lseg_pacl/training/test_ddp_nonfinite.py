@@ -17,7 +17,7 @@ class NanOnRank1AtStep1(ClipContrastive):
         self.history.append(sum(float(p.detach().double().sum()) for p in self.parameters() if p.requires_grad))
 
     def on_train_end(self):
-        torch.save({"history": self.history, "skipped": getattr(self, "nonfinite_total", 0)},
+        torch.save({"history": self.history, "skipped": self.nonfinite.total},
                    f"{self.out}.{self.global_rank}")
 
 
@@ -26,11 +26,13 @@ def test_a_nan_on_one_rank_skips_the_update_on_both(world, tmp_path, tiny):
     import lightning as L
 
     from lseg_pacl.training.data import build_train_data
+    from lseg_pacl.training.spec import run_spec
 
     cfg = load_config("demo_clip", [*tiny, "model.noun_prompt_templates=0"])
-    module = NanOnRank1AtStep1(to_plain(cfg))
+    spec = run_spec(cfg)
+    module = NanOnRank1AtStep1(to_plain(cfg), benchmarks=spec.benchmark_classes)
     module.history, module.out = [], str(tmp_path / "r")
-    data = build_train_data(cfg, module)
+    data = build_train_data(cfg, spec)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=3, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, use_distributed_sampler=False)

@@ -7,20 +7,19 @@ import torch
 
 import data_modules.captions as captions
 from data_modules.captions import collate_captions
-from lseg_pacl.training.data import build_train_data
 from lseg_pacl.commands.cli import main
-from lseg_pacl.config.loading import load_config, to_plain
+from lseg_pacl.config.loading import load_config
+from lseg_pacl.objectives import input_spec
 from lseg_pacl.training.feature_caching import plan_feature_cache
-from lseg_pacl.objectives import build_objective
+from lseg_pacl.training.runner import build_model_and_data
 
 
-def setup(tiny, tmp_path, *extra):
-    cfg = load_config("demo_pacl", [*tiny, "model.clip.pretrained=null", "data.train.hflip=false",
+def setup(tiny, tiny_clip_file, tmp_path, *extra):
+    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.hflip=false",
                                     "data.train.feature_cache=true", f"data.train.feature_cache_dir={tmp_path / 'fc'}",
                                     *extra])
-    module = build_objective(to_plain(cfg)).train()
-    data = build_train_data(cfg, module)
-    return cfg, module, data
+    module, data = build_model_and_data(cfg)
+    return cfg, module.train(), data
 
 
 def items(data, indices):
@@ -31,9 +30,10 @@ def items(data, indices):
     return collate_captions(out)
 
 
-def test_cached_and_live_features_give_the_same_loss(tiny, tmp_path):
-    cfg, module, data = setup(tiny, tmp_path)
+def test_cached_and_live_features_give_the_same_loss(tiny, tiny_clip_file, tmp_path):
+    cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
     store = module.feature_cache.token_store
+    assert data.train_set.token_store.folder == store.folder  # the data reads what the model writes
     live_batch = items(data, range(8))
     assert "image" in live_batch and "tokens" not in live_batch
     live_loss = module.training_step(live_batch, 0)
@@ -48,52 +48,57 @@ def test_cached_and_live_features_give_the_same_loss(tiny, tmp_path):
     assert torch.equal(module.training_step(cached_batch, 0), live_loss)
 
 
-def test_mixed_batches_and_the_uncached_loss_agree(tiny, tmp_path):
-    cfg, module, data = setup(tiny, tmp_path)
+def test_mixed_batches_and_the_uncached_loss_agree(tiny, tiny_clip_file, tmp_path):
+    cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
     module.training_step(items(data, [0, 1, 2]), 0)  # caches 0..2
     mixed = items(data, range(6))
     assert mixed["tokens"].shape[0] == 3 and mixed["image"].shape[0] == 3
     assert mixed["index"][3:].tolist() == [0, 1, 2]  # live rows first, then cached, captions alike
     cached_loss = module.training_step(mixed, 0)
-    module.feature_cache = None  # the same samples, everything live in float32
-    uncached = items(data, range(6))
-    torch.testing.assert_close(module.training_step(uncached, 0), cached_loss, rtol=2e-3, atol=2e-3)
+    _, live_module, live_data = setup(tiny, tiny_clip_file, tmp_path, "data.train.feature_cache=false")
+    assert live_module.feature_cache is None  # the same weights, everything live in float32
+    uncached = items(live_data, range(6))
+    torch.testing.assert_close(live_module.training_step(uncached, 0), cached_loss, rtol=2e-3, atol=2e-3)
 
 
-def test_texts_are_served_from_the_store_after_it_is_filled(tiny, tmp_path):
-    cfg, module, data = setup(tiny, tmp_path)
+def test_texts_are_served_from_the_store_after_it_is_filled(tiny, tiny_clip_file, tmp_path):
+    cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
     store = module.feature_cache.text_store
-    module.fill_text_store(data.train_set)  # what on_train_start does
+    module.fill_text_store()  # what on_train_start does
     captions_all, nouns = data.train_set.all_texts()
     assert len(store) >= len(set(captions_all)) + 7 * len(nouns) - 1  # every caption and noun prompt
     module.clip.encode_text = None  # nothing left to encode
     assert torch.isfinite(module.training_step(items(data, range(8)), 0))
 
 
-def test_random_augmentation_leaves_only_texts_cached(tiny, tmp_path, caplog):
+def test_random_augmentation_leaves_only_texts_cached(tiny, tiny_clip_file, caplog):
     caplog.set_level(logging.WARNING)
-    cfg = load_config("demo_pacl", [*tiny, "model.clip.pretrained=null", "data.train.feature_cache=true",
+    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.feature_cache=true",
                                     "data.train.crop_scale_min=0.5"])
-    plan = plan_feature_cache(cfg, build_objective(to_plain(cfg)))
-    assert plan.image_key is None and plan.text_store is not None
+    plan = plan_feature_cache(cfg, input_spec(cfg))
+    assert plan.image_key is None and plan.text_key is not None
     assert "patch tokens not cached" in caplog.text and "crop_scale_min=0.5" in caplog.text
 
 
 @pytest.mark.parametrize("over,reason", [(["model.objective=clip"], "trains its encoders"),
                                          (["model.pacl.freeze_vision=false", "model.pacl.freeze_text=false"],
-                                          "freeze_text=false")])
-def test_nothing_cacheable_turns_the_cache_off_with_the_reason(tiny, over, reason, caplog):
+                                          "freeze_text=false"),
+                                         (["model.clip.pretrained=null"], "random weights have no identity")])
+def test_nothing_cacheable_turns_the_cache_off_with_the_reason(tiny, tiny_clip_file, over, reason, caplog):
     caplog.set_level(logging.WARNING)
-    cfg = load_config("demo_pacl", [*tiny, "model.clip.pretrained=null", "data.train.feature_cache=true", *over])
-    assert plan_feature_cache(cfg, build_objective(to_plain(cfg))) is None
+    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.feature_cache=true",
+                                    *over])
+    assert plan_feature_cache(cfg, input_spec(cfg)) is None
     assert reason in caplog.text
 
 
-def test_a_cached_run_reads_no_image_after_its_first_epoch(tiny, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_cached_run_reads_no_image_after_its_first_epoch(tiny, tiny_clip_file, tmp_path, monkeypatch):
     reads = []
     real = captions.read_rgb
     monkeypatch.setattr(captions, "read_rgb", lambda path, **kw: reads.append(path) or real(path, **kw))
-    args = [*tiny, "model.clip.pretrained=null", "data.train.hflip=false", "data.train.feature_cache=true",
-            f"data.train.feature_cache_dir={tmp_path / 'fc'}", "trainer.max_steps=18"]  # 3 epochs of 6 batches
+    args = [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.hflip=false",
+            "data.train.feature_cache=true", f"data.train.feature_cache_dir={tmp_path / 'fc'}",
+            "trainer.max_steps=18"]  # 3 epochs of 6 batches
     assert main(["train", "demo_pacl", *args]) == 0
     assert len(reads) == 48 and len(set(reads)) == 48  # the first epoch only

@@ -1,0 +1,67 @@
+"""``lseg-pacl data synth|classes|check``: write the synthetic world, list a dataset's classes, check a dataset's
+files (data_modules/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lseg_pacl.commands.options import key_values
+from lseg_pacl.errors import ConfigError, MissingInputError
+
+
+def _data_synth(options: list[str]) -> dict:
+    from data_modules.synthetic import generate
+
+    opts = key_values(options, {"out": str, "seed": int, "n_train": int, "n_val": int, "size": int})
+    if "out" not in opts:
+        raise ConfigError("data synth needs out=DIR")
+    try:
+        out = generate(opts.pop("out"), **opts)
+    except (FileExistsError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    return {"out": str(out), "manifest": json.loads((Path(out) / "manifest.json").read_text())}
+
+
+def _dataset_name(opts: dict, action: str) -> str:
+    from data_modules.benchmarks import DATASET_NAMES
+
+    name = opts.get("dataset")
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"data {action} needs dataset=NAME with NAME one of: {', '.join(DATASET_NAMES)}"
+                          + (f" (got '{name}')" if name else ""))
+    return name
+
+
+def _data_classes(options: list[str]) -> list[str]:
+    from data_modules.benchmarks import BENCHMARKS, dataset_dir
+
+    opts = key_values(options, {"dataset": str, "root": str})
+    name = _dataset_name(opts, "classes")
+    if name not in BENCHMARKS:
+        raise ConfigError(f"{name} is caption data: it has no class list")
+    bench = BENCHMARKS[name]
+    root = opts.get("root") or ("data/synthetic" if bench.classes is None else None)
+    if root and bench.classes is None and not Path(root).is_dir():
+        raise MissingInputError(f"{root} does not exist: pass root=DIR, the folder holding {name}'s "
+                                f"classnames.json and {bench.folder}/")
+    try:
+        return list(bench.class_names(dataset_dir(bench, root) if root else None))
+    except ValueError as exc:
+        raise MissingInputError(str(exc)) from None
+
+
+def _data_check(options: list[str]) -> dict:
+    from data_modules.check import check_dataset
+
+    opts = key_values(options, {"dataset": str, "root": str, "split": str, "workers": int})
+    name = _dataset_name(opts, "check")
+    if "root" not in opts:
+        raise ConfigError("data check needs root=DIR (the dataset's folder, or the folder holding it)")
+    try:
+        return check_dataset(name, opts["root"], opts.get("split"), opts.get("workers", 0))
+    except (FileNotFoundError, ValueError) as exc:
+        raise MissingInputError(str(exc)) from None
+
+
+DATA_ACTIONS = {"synth": _data_synth, "classes": _data_classes, "check": _data_check}

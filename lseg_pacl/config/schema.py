@@ -1,0 +1,250 @@
+"""The experiment schema: every config key, its type and a neutral default.
+
+Defaults here carry no recipe: a value that belongs to a method's or a paper's recipe (a backbone, a learning rate,
+an augmentation, an evaluation protocol) is stated by the experiment that uses it (experiments/*.yaml). Keys a
+command cannot run without default to None and are required by that command (``config/validation.py``). Values
+that define a method as this project implements it (PACL's temperature, LSeg's official constants) stay here;
+docs/methods.md says why each was chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ClipConfig:
+    """Which open_clip model and weights; ``pretrained`` is a tag (e.g. openai), a local file, or null (random)."""
+
+    name: str | None = None  # an open_clip model name (required)
+    pretrained: str | None = None
+    image_size: int | None = None  # None: the model config's own size
+    # The last vision block for dense (per-patch) features: plain (CLIP) or a training-free variant
+    # (models/last_block.py). Pooled embeddings always use plain.
+    last_block: str = "plain"
+
+
+@dataclass
+class PaclConfig:
+    hidden_dim: int = 512
+    # Patch-softmax temperature: a = softmax(s / temperature). Raw cosines (temperature 1) give almost uniform
+    # weights, so the default sharpens them tenfold (docs/methods.md#pacl).
+    temperature: float = 0.1
+    learn_temperature: bool = False
+    # Start the skip branch of the embedder as CLIP's own projection (and the main branch at zero), so PACL starts
+    # from CLIP's own dense features. Off by default: on the demo it converged worse than a fresh embedder.
+    init_skip_from_proj: bool = False
+    freeze_vision: bool = True
+    freeze_text: bool = True
+
+
+@dataclass
+class LsegConfig:
+    """LSeg (docs/methods.md#lseg): a DPT image encoder on a timm ViT against the frozen CLIP text encoder."""
+
+    backbone: str | None = None  # models/dpt.py BACKBONES (required for objective lseg)
+    backbone_pretrained: str | None = None  # timm's ImageNet weights ("imagenet" or a tag), a local file, or null
+    features: int = 256  # DPT fusion width
+    spatial_reg: str = "none"  # none | depthwise | bottleneck
+    block_depth: int = 2
+    activation: str = "lrelu"  # relu | lrelu | tanh
+    logit_scale: float = 14.285714  # 1 / 0.07, the official constant
+    learn_logit_scale: bool = False
+    templates: str = "raw"  # the training labels' prompts: raw | pacl7 | imagenet80
+    head_lr_mult: float = 10.0  # decoder and head learning rate over the backbone's
+    input_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    input_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+@dataclass
+class ModelConfig:
+    objective: str | None = None  # clip | pacl | lseg (required)
+    # PACL's augmentation: each caption noun in this many of the 7 templates as extra texts; 0 turns it off
+    # (objectives/texts.py). 7 is PACL's recipe.
+    noun_prompt_templates: int = 0
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pacl: PaclConfig = field(default_factory=PaclConfig)
+    lseg: LsegConfig = field(default_factory=LsegConfig)
+    logit_scale_init: float = 14.285714  # 1 / 0.07, CLIP's initial value
+    learn_logit_scale: bool = True
+    logit_scale_max: float = 100.0
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer and its schedule (objectives/optim.py); betas and eps are torch's AdamW defaults."""
+
+    name: str = "adamw"  # adamw | sgd
+    lr: float | None = None  # required for training
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "constant"  # constant | cosine | poly
+    poly_power: float = 0.9
+    momentum: float = 0.0  # sgd
+    # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many in
+    # a row stop the run with a message.
+    max_nonfinite_steps: int = 10
+    warmup_steps: int = 0
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded world (data_modules/synthetic/): generated into ``out`` when a run needs it."""
+
+    enabled: bool = False  # generate the world (if absent) before the run starts
+    out: str = "data/synthetic"
+    seed: int = 0
+    n_train: int = 4000
+    n_val: int = 200
+    size: int = 64
+
+
+@dataclass
+class ShardSourceConfig:
+    """One caption source in img2dataset's webdataset layout: brace patterns or lists, local paths or URLs."""
+
+    urls: list[str] = field(default_factory=list)  # quote brace patterns in YAML: ['/data/cc3m/{00000..00331}.tar']
+    weight: float = 1.0  # mixing weight among sources, per sample
+
+
+@dataclass
+class TrainDataConfig:
+    # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards | segmentation (masks of `dataset`)
+    format: str | None = None  # required for training
+    root: str | None = None  # coco: the folder holding annotations/; segmentation: the dataset's folder
+    split: str | None = None  # coco and segmentation (required): e.g. train2017, training
+    dataset: str | None = None  # format=segmentation (required): the benchmark whose training split to learn
+    base_size: int | None = None  # format=segmentation (required): the long side drawn from scale_range x this
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
+    samples_per_epoch: int | None = None  # format=shards (required): the epoch length, over all ranks
+    resampled: bool = True  # shards drawn with replacement (else each pass reads every shard once)
+    shuffle_buffer: int = 1000  # samples (raw bytes) shuffled within each DataLoader worker and source
+    image_size: int | None = None  # the training crop (required)
+    crop_scale_min: float = 1.0  # RandomResizedCrop lower scale bound (caption formats; 1.0: no crop)
+    hflip: bool = False
+    # PACL with frozen encoders: keep the frozen patch tokens and text embeddings (float16) on disk and read them
+    # in later epochs (training/feature_caching.py). The image side needs a deterministic transform
+    # (crop_scale_min 1.0, hflip false) and coco-format data; otherwise only texts are cached, and the log says why.
+    feature_cache: bool = False
+    feature_cache_dir: str | None = None  # None: <run.root>/feature_cache (keyed, shared by runs safely)
+
+
+@dataclass
+class SegDataConfig:
+    # Zero-shot validation benchmarks, one DataLoader each (data_modules/benchmarks.py); val/mIoU is their mean,
+    # val/mIoU/<name> each one. At least one is required.
+    datasets: list[str] = field(default_factory=list)
+    roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder (None: <data.root>/<standard name>)
+    split: str | None = None  # None: each dataset's validation split; a value applies to every dataset
+    image_size: int | None = None  # resize the short side, centre-crop a square (required for training)
+    max_images: int | None = None
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # the folder holding every dataset under its standard name (None: $DATA_ROOT)
+    train: TrainDataConfig = field(default_factory=TrainDataConfig)
+    val: SegDataConfig = field(default_factory=SegDataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    batch_size: int | None = None  # training batch per process (required for training)
+    val_batch_size: int = 32
+    num_workers: int = 4
+    # Bad samples are counted, logged and skipped; the run stops once more than this share of the samples seen
+    # (checked from 100 samples on, and at every epoch end) was bad.
+    max_bad_fraction: float = 0.01
+
+
+@dataclass
+class EvalConfig:
+    """``lseg-pacl eval``: which weights, which benchmarks, and the inference protocol (evaluation/*)."""
+
+    ckpt: str | None = None  # a checkpoint of this project; None: the experiment's own (training-free) model
+    benchmarks: list[str] = field(default_factory=list)  # empty: data.val.datasets
+    templates: str = "raw"  # raw | pacl7 | imagenet80 (each prompt normalised, averaged, re-normalised)
+    class_names: dict[str, str] = field(default_factory=dict)  # benchmark -> synonym file (evaluation/labels.py)
+    mode: str = "whole"  # whole | slide
+    short_side: int | None = None  # resize the short side to this (None: data.val.image_size, else as it is)
+    resize: str = "short"  # short | long: which side short_side sets (LSeg's protocol: long side 520 x scale)
+    crop: int = 224  # slide window
+    stride: int = 112
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    logit_scale: float = 40.0  # cosine x this, softmax: the probabilities the threshold and entropy rules see
+    background: str = "text"  # text | threshold | entropy: for benchmarks with a background class
+    bg_threshold: float = 0.1
+    bg_entropy: float = 1.5
+    max_images: int | None = None  # per benchmark (None: all)
+    save_predictions: bool = False  # eval/predictions/<benchmark>/<stem>.png, the format `score` reads
+    pictures: int = 4  # image | ground truth | prediction panels per benchmark (eval/pictures/)
+    analysis: list[str] = field(default_factory=list)  # patch_accuracy | coherence (PACL's diagnostics)
+    coherence_pairs: int = 20000  # patch pairs sampled per benchmark for the coherence ROC-AUC
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to lightning.Trainer as keyword arguments (null values are left to Lightning's defaults)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_steps: int = -1
+    max_epochs: int | None = None
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = 1
+    log_every_n_steps: int = 1  # metrics.csv holds every step
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int | None = 0
+    deterministic: Any = None
+    benchmark: bool | None = None
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled; the API key only ever comes from the environment
+    project: str = "lseg_pacl"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class RunConfig:
+    root: str = "runs"  # runs/<experiment>/<run id>/
+    dir: str | None = None  # an explicit run directory instead
+    id: str | None = None  # chosen by the run plan (also the W&B run id)
+    experiment: str | None = None  # set by the loader
+    keep_last: int = 2  # training states kept: last.ckpt and the newest keep_last - 1 before it (checkpointing.py)
+
+
+@dataclass
+class ExperimentConfig:
+    # One experiment or a list of them, merged in order before this file (each with its own bases first).
+    base: Any = None
+    description: str = ""
+    # A pipeline: run these experiments in order in one run directory; a stage may take the CLIP weights of the
+    # stage before it with model.clip.pretrained=previous_stage.
+    stages: list[str] = field(default_factory=list)
+    seed: int = 0
+    # A run directory; "last" (the newest run of this experiment); "auto" (continue run.dir / run.id / the SLURM
+    # job's run when it has a checkpoint, else start it: what a requeued job passes).
+    resume: str | None = None
+    run: RunConfig = field(default_factory=RunConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

@@ -1,0 +1,169 @@
+"""What a config may hold (checked once, when it is loaded) and what each command needs from it.
+
+The allowed values of a key that names a registered thing (an objective, a template set, a background rule...)
+are read from that registry itself, so a new entry is allowed the moment it is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lseg_pacl.errors import ConfigError
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """Each key that names a registered thing -> the registered names (imported here, late: the registries live
+    with the code they name, which itself reads configs)."""
+    from lseg_pacl.evaluation.inference import MODES, RESIZE_SIDES
+    from lseg_pacl.evaluation.labels import BACKGROUND_RULES
+    from lseg_pacl.models.last_block import VARIANTS
+    from lseg_pacl.models.prompts import TEMPLATE_SETS
+    from lseg_pacl.models.spatial_reg import ACTIVATIONS, KINDS
+    from lseg_pacl.objectives import OBJECTIVES
+    from lseg_pacl.objectives.optim import OPTIMIZERS, SCHEDULES
+    from lseg_pacl.training.data import TRAIN_FORMATS
+    from lseg_pacl.training.loggers import WANDB_MODES
+
+    return {
+        "model.objective": tuple(OBJECTIVES),
+        "model.clip.last_block": tuple(VARIANTS),
+        "model.lseg.spatial_reg": tuple(KINDS),
+        "model.lseg.activation": tuple(ACTIVATIONS),
+        "model.lseg.templates": tuple(TEMPLATE_SETS),
+        "optim.name": tuple(OPTIMIZERS),
+        "optim.schedule": tuple(SCHEDULES),
+        "data.train.format": tuple(TRAIN_FORMATS),
+        "eval.templates": tuple(TEMPLATE_SETS),
+        "eval.mode": tuple(MODES),
+        "eval.resize": tuple(RESIZE_SIDES),
+        "eval.background": tuple(BACKGROUND_RULES),
+        "logger.wandb.mode": tuple(WANDB_MODES),
+    }
+
+
+# Keys every command needs set (not None), unless the experiment is a pipeline of others.
+REQUIRED = ("model.objective", "model.clip.name")
+# Unset keys allowed: None means "not given" for these.
+OPTIONAL_CHOICES = ("data.train.format",)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs only the config: allowed values, ranges, benchmark names, consistency."""
+    if cfg.stages:
+        _validate_pipeline(cfg)
+        return
+    missing = [k for k in REQUIRED if OmegaConf.select(cfg, k) is None]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set (in the experiment or as key=value)")
+    for key, allowed in choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value is None and key in OPTIONAL_CHOICES:
+            continue
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' is {value!r}; allowed: {', '.join(allowed)}")
+    if cfg.model.objective == "lseg" and not cfg.model.lseg.backbone:
+        raise ConfigError("model.objective=lseg needs model.lseg.backbone (e.g. vit_large_patch16_384)")
+    if not 0 <= cfg.model.noun_prompt_templates <= 7:
+        raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
+    if cfg.model.pacl.temperature <= 0:
+        raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
+    _validate_eval(cfg.eval)
+    _validate_data(cfg.data)
+    fmt = cfg.data.train.format
+    if fmt is not None and (cfg.model.objective == "lseg") != (fmt == "segmentation"):
+        raise ConfigError(f"model.objective={cfg.model.objective} with data.train.format={fmt}: lseg trains on "
+                          f"masks (format segmentation); clip and pacl on captions (coco, shards)")
+    _resolvable(cfg)
+
+
+def _validate_pipeline(cfg: DictConfig) -> None:
+    from lseg_pacl.config.loading import experiment_file
+
+    for stage in cfg.stages:
+        experiment_file(stage)
+    if cfg.resume not in (None, "last", "auto") and not Path(cfg.resume).is_dir():
+        raise ConfigError(f"resume={cfg.resume} is not a run directory")
+    _resolvable(cfg)
+
+
+def _resolvable(cfg: DictConfig) -> None:
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve config key '{getattr(exc, 'full_key', '?')}': "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
+def _validate_eval(ev: DictConfig) -> None:
+    from lseg_pacl.evaluation.diagnostics import ANALYSES
+
+    unknown = sorted(set(ev.analysis) - set(ANALYSES))
+    if unknown:
+        raise ConfigError(f"eval.analysis: unknown {unknown}; known: {', '.join(ANALYSES)}")
+    if not ev.scales or any(x <= 0 for x in ev.scales) or not 0 < ev.stride <= ev.crop:
+        raise ConfigError("eval.scales must be positive and eval.stride within 1..eval.crop")
+    for key, ok in (("short_side", ev.short_side is None or ev.short_side > 0),
+                    ("max_images", ev.max_images is None or ev.max_images > 0),
+                    ("coherence_pairs", ev.coherence_pairs >= 2), ("bg_threshold", 0 <= ev.bg_threshold <= 1),
+                    ("bg_entropy", ev.bg_entropy > 0), ("logit_scale", ev.logit_scale > 0),
+                    ("pictures", ev.pictures >= 0)):
+        if not ok:
+            raise ConfigError(f"eval.{key}={ev[key]} is out of range")
+    _known_benchmarks(*ev.benchmarks, *ev.class_names)
+
+
+def _known_benchmarks(*names: str) -> None:
+    from data_modules.benchmarks import BENCHMARKS
+
+    for name in names:
+        if name not in BENCHMARKS:
+            near = difflib.get_close_matches(str(name), list(BENCHMARKS), n=2)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise ConfigError(f"unknown benchmark '{name}'{hint} (data.val / eval); known: {', '.join(BENCHMARKS)}")
+
+
+def _validate_data(data: DictConfig) -> None:
+    if data.val.max_images is not None and data.val.max_images <= 0:
+        raise ConfigError(f"data.val.max_images={data.val.max_images} must be > 0 (or null for all)")
+    _known_benchmarks(*data.val.datasets, *data.val.roots)
+    if not data.val.datasets:
+        raise ConfigError("data.val.datasets is empty: name at least one benchmark")
+    if not 0 <= data.max_bad_fraction <= 1:
+        raise ConfigError(f"data.max_bad_fraction={data.max_bad_fraction}: must be within 0..1")
+    t = data.train
+    if t.format == "segmentation" and t.dataset is not None:
+        _known_benchmarks(t.dataset)
+    if t.format == "shards":
+        if not t.shards or not all(s.urls for s in t.shards):
+            raise ConfigError("data.train.format=shards needs data.train.shards: a list of {urls: [...], weight: w}")
+        if any(s.weight <= 0 for s in t.shards):
+            raise ConfigError("data.train.shards: every weight must be > 0")
+        if not t.samples_per_epoch or t.samples_per_epoch <= 0:
+            raise ConfigError("data.train.format=shards needs data.train.samples_per_epoch (the epoch length over "
+                              "all ranks: streams have no natural end, and every rank must run as many steps)")
+        if any(str(u).startswith("pipe:") for s in t.shards for u in s.urls):
+            raise ConfigError("data.train.shards: pipe: URLs are not supported (they run a shell command)")
+
+
+def training_needs(cfg: DictConfig) -> list[str]:
+    """The keys training needs that this config leaves unset (a pipeline's stages are checked one by one)."""
+    t = cfg.data.train
+    keys = ["data.train.format", "data.train.image_size", "data.batch_size", "data.val.image_size", "optim.lr"]
+    if t.format in ("coco", "segmentation"):
+        keys.append("data.train.split")
+    if t.format == "segmentation":
+        keys += ["data.train.dataset", "data.train.base_size"]
+    return [k for k in keys if OmegaConf.select(cfg, k) is None]
+
+
+def check_trainable(cfg: DictConfig) -> None:
+    """A ConfigError naming every unset key training needs (an evaluation-only experiment states none)."""
+    missing = training_needs(cfg)
+    if missing:
+        raise ConfigError(f"'{cfg.run.experiment}' cannot be trained: {', '.join(missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} not set (an experiment states its recipe, e.g. "
+                          f"experiments/pacl_vitb16.yaml)")

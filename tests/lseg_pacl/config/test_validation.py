@@ -1,0 +1,39 @@
+"""Allowed values come from the registries themselves; required keys are named when a command needs them."""
+
+import pytest
+
+from lseg_pacl.config.loading import load_config
+from lseg_pacl.config.validation import check_trainable, choices
+from lseg_pacl.errors import ConfigError
+
+
+def test_a_newly_registered_name_is_allowed_at_once(monkeypatch):
+    import lseg_pacl.models.prompts as prompts
+
+    with pytest.raises(ConfigError, match="eval.templates"):
+        load_config("demo_clip", ["eval.templates=mine"])
+    monkeypatch.setitem(prompts.TEMPLATE_SETS, "mine", ("a {} of mine",))
+    assert load_config("demo_clip", ["eval.templates=mine"]).eval.templates == "mine"
+
+
+def test_every_choice_is_a_registry_of_the_code():
+    from lseg_pacl.config.loading import valid_keys
+    from lseg_pacl.models.last_block import VARIANTS
+    from lseg_pacl.objectives import OBJECTIVES
+
+    allowed = choices()
+    assert allowed["model.objective"] == tuple(OBJECTIVES) and allowed["model.clip.last_block"] == tuple(VARIANTS)
+    assert set(allowed) <= set(valid_keys())
+
+
+def test_keys_every_command_needs_are_named():
+    with pytest.raises(ConfigError, match="model.objective, model.clip.name must be set"):
+        load_config("demo_clip", ["model.objective=null", "model.clip.name=null"])
+
+
+def test_a_config_without_a_recipe_cannot_train_and_says_what_is_missing():
+    check_trainable(load_config("demo_clip"))  # the demo states its whole recipe
+    with pytest.raises(ConfigError, match="optim.lr is not set"):
+        check_trainable(load_config("demo_clip", ["optim.lr=null"]))
+    with pytest.raises(ConfigError, match="data.train.dataset, data.train.base_size are not set"):
+        check_trainable(load_config("lseg_demo_seg", ["data.train.dataset=null", "data.train.base_size=null"]))
