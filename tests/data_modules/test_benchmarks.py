@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from layouts import (
+from PIL import Image
+from support.layouts import (
     COCO_STUFF_UNUSED,
     make_ade,
     make_coco_stuff,
@@ -10,7 +11,6 @@ from layouts import (
     make_voc,
     write_label_png,
 )
-from PIL import Image
 
 from data_modules.bad_samples import Skipped
 from data_modules.benchmarks import BENCHMARKS, coco_stuff_raw_lut, map_labels, shifted_lut

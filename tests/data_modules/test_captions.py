@@ -48,7 +48,7 @@ def test_empty_captions_are_skipped_and_missing_files_named(tmp_path):
 
 
 def test_missing_or_broken_images_are_skipped_and_real_captions_get_extracted_nouns(tmp_path):
-    from layouts import make_coco_captions, truncate
+    from support.layouts import make_coco_captions, truncate
 
     from data_modules.bad_samples import EVENTS, Skipped
 

@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-from layouts import make_ade, make_coco_captions, make_shards, truncate, write_label_png
 from PIL import Image
+from support.layouts import make_ade, make_coco_captions, make_shards, truncate, write_label_png
 
 from data_modules.check import check_dataset
 

@@ -1,5 +1,6 @@
 """Evaluation under 2 processes (gloo): each image once, the metric synced: exactly the single-process mIoU."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -50,6 +51,7 @@ def _rank(rank, world, init, root, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_equals_one(world, tmp_path):
     single, _ = miou(world, 1)
     out = tmp_path / "r0.pt"

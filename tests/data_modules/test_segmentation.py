@@ -4,8 +4,8 @@ synthetic world reads like any benchmark."""
 import numpy as np
 import pytest
 import torch
-from layouts import make_ade, truncate, write_jpeg
 from PIL import Image
+from support.layouts import make_ade, truncate, write_jpeg
 
 from data_modules.bad_samples import EVENTS, Skipped
 from data_modules.images import read_label_png

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 import torch
-from layouts import add_tar_member, make_shards, truncate
 from PIL import Image
+from support.layouts import add_tar_member, make_shards, truncate
 from torch.utils.data import DataLoader
 
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS

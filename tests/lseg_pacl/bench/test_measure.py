@@ -21,6 +21,7 @@ def test_peak_memory_in_a_fresh_process_sees_a_known_allocation():
     assert large >= 250 * 2**20 > small
 
 
+@pytest.mark.slow
 def test_a_failing_child_is_reported_not_hidden():
     with pytest.raises(RuntimeError, match="boom"):
         in_fresh_process(fail)

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lseg_pacl.commands.cli import main
 
 
@@ -24,6 +26,7 @@ def test_data_synth_rejects_unknown_options(capsys):
     assert "colour=red" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "lseg_pacl", "train", "no_such_experiment"], capture_output=True,
                           text=True, timeout=120)

@@ -20,6 +20,7 @@ def eval_dir(tmp_path: Path, experiment: str) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_eval_writes_every_field_and_score_agrees(eval_args, world, tmp_path, capsys):
     assert main(["eval", "demo_clip", *eval_args, "save_predictions=true", "pictures=2",
                  "analysis=[patch_accuracy,coherence]", "coherence_pairs=500"]) == 0
@@ -42,6 +43,7 @@ def test_eval_writes_every_field_and_score_agrees(eval_args, world, tmp_path, ca
     assert scored["mIoU"] == pytest.approx(r["mIoU"]) and scored["per_class"] == pytest.approx(r["per_class"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["maskclip", "sclip", "clearclip", "naclip"])
 def test_training_free_variants_evaluate_with_the_slide_protocol(eval_args, tmp_path, variant):
     assert main(["eval", "demo_clip", *eval_args, f"model.clip.last_block={variant}", "mode=slide", "crop=32",
@@ -55,6 +57,7 @@ def test_eval_names_a_missing_benchmark(eval_args, tmp_path, capsys):
     assert "ImageSets/Segmentation/val.txt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_logs_its_table_to_an_offline_wandb_run_without_the_key(eval_args, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "local-" + "x" * 40)
     args = [a for a in eval_args if not a.startswith("logger.wandb")]
@@ -66,6 +69,7 @@ def test_eval_logs_its_table_to_an_offline_wandb_run_without_the_key(eval_args, 
             assert b"x" * 40 not in f.read_bytes(), f
 
 
+@pytest.mark.slow
 def test_an_older_results_file_is_kept_aside_not_crashed_on(eval_args, tmp_path):
     from lseg_pacl.evaluation.report import write_reports
 
@@ -80,6 +84,7 @@ def test_an_older_results_file_is_kept_aside_not_crashed_on(eval_args, tmp_path)
     assert "| synthetic | 20.00 |" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_synonym_files_are_given_in_short_form(eval_args, tmp_path):
     from data_modules.synthetic import CLASS_NAMES
 

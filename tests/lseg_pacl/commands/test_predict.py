@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from layouts import truncate, write_jpeg
 from PIL import Image
 from safetensors import safe_open
+from support.layouts import truncate, write_jpeg
 
 from lseg_pacl.commands.cli import main
 from lseg_pacl.commands.predict import parse_labels

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from layouts import make_ade, make_coco_stuff, make_context, make_voc
 from PIL import Image
+from support.layouts import make_ade, make_coco_stuff, make_context, make_voc
 
 from data_modules.segmentation import SegmentationSet
 from lseg_pacl.commands.cli import main

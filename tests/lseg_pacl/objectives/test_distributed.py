@@ -49,6 +49,7 @@ def _rank(rank: int, world: int, init: str, objective: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["clip", "pacl"])
 def test_two_ranks_equal_one_process(objective, tmp_path):
     single_loss, single_grads = loss_and_grads(build(objective), batch(slice(0, 8)))
@@ -77,6 +78,7 @@ def _nan_rank(rank: int, world: int, init: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_makes_every_rank_skip(tmp_path):
     out = str(tmp_path / "skip")
     mp.spawn(_nan_rank, args=(2, str(tmp_path / "init"), out), nprocs=2, join=True)
@@ -109,6 +111,7 @@ def _empty_rank(rank: int, world: int, init: str, objective: str, out: str) -> N
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["clip", "pacl"])
 def test_a_rank_whose_samples_were_all_bad_still_takes_part(objective, tmp_path):
     single_loss, single_grads = loss_and_grads(build(objective), batch(slice(0, 4)))

@@ -67,6 +67,7 @@ def test_lr_groups_put_the_decoder_at_ten_times_the_backbone():
     assert any(n.startswith("net.dpt.head") for n, _ in rest) and not any(n.startswith("clip.") for n, _ in rest)
 
 
+@pytest.mark.slow
 def test_a_run_checkpoint_rebuilds_the_model_alone(tiny):
     summary = train("lseg_demo_seg", [*tiny, "model.clip.pretrained=null"])
     assert summary["global_step"] == 4 and 0 <= summary["final"]["val/mIoU"] <= 1

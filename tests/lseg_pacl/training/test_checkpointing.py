@@ -6,6 +6,10 @@ import os
 import pytest
 import torch
 
+from lseg_pacl.errors import CheckpointError, MissingInputError
+from lseg_pacl.models.clip import create_clip
+from lseg_pacl.models.weights import read_state
+from lseg_pacl.objectives import load_objective
 from lseg_pacl.training.checkpointing import (
     LAST,
     SafeCheckpointIO,
@@ -15,10 +19,6 @@ from lseg_pacl.training.checkpointing import (
     verify,
     write_atomic,
 )
-from lseg_pacl.errors import CheckpointError, MissingInputError
-from lseg_pacl.models.clip import create_clip
-from lseg_pacl.models.weights import read_state
-from lseg_pacl.objectives import load_objective
 from lseg_pacl.training.runner import train
 
 
@@ -102,6 +102,7 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(tmp_pa
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_run_keeps_its_newest_states(tiny, tmp_path):
     train("demo_clip", [*tiny, "trainer.val_check_interval=2", "trainer.max_steps=8", "run.keep_last=3",
                         f"run.dir={tmp_path / 'r'}"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from layouts import make_shards, truncate
+from support.layouts import make_shards, truncate
 
 from data_modules.captions import CaptionDataModule
 from data_modules.shards import ShardSource, ShardStream
@@ -33,6 +33,7 @@ class KeyRecorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+@pytest.mark.slow
 def test_shard_order_changes_with_the_epoch_and_covers_the_data(tmp_path):
     urls = tuple(str(p) for p in make_shards(tmp_path, n_shards=4, per_shard=4))
     transform = caption_train_transform(16, (0.5,) * 3, (0.5,) * 3)
@@ -51,6 +52,7 @@ def test_shard_order_changes_with_the_epoch_and_covers_the_data(tmp_path):
     assert len({tuple(keys) for keys in model.seen.values()}) == 3  # a different order in every epoch
 
 
+@pytest.mark.slow
 def test_too_many_bad_images_stop_the_run_with_the_files_named(tiny, world, tmp_path, capsys):
     coco = tmp_path / "coco"
     shutil.copytree(world / "coco", coco)

@@ -134,7 +134,7 @@ def test_a_preempted_run_saves_stops_and_resumes_bit_identical(reference, tmp_pa
 
 @pytest.fixture(scope="module")
 def shard_reference(world, tmp_path_factory):
-    from layouts import make_shards
+    from support.layouts import make_shards
 
     tmp = tmp_path_factory.mktemp("shard_reference")
     urls = ", ".join(f"'{p}'" for p in make_shards(tmp / "shards", n_shards=8, per_shard=6, size=(64, 64)))

@@ -1,7 +1,7 @@
 """Dataset roots from config or DATA_ROOT, and the fast start-up check of every dataset a run needs."""
 
 import pytest
-from layouts import make_shards, make_voc
+from support.layouts import make_shards, make_voc
 
 from lseg_pacl.config.loading import load_config
 from lseg_pacl.errors import MissingInputError

@@ -48,6 +48,7 @@ def fit(tmp_path, callback: Record, ckpt=None, **kwargs) -> None:
     trainer.fit(Tiny(), train_dataloaders=loader, val_dataloaders=DataLoader(torch.arange(2)), ckpt_path=ckpt)
 
 
+@pytest.mark.slow
 def test_the_epoch_in_progress_counts_epochs_from_their_first_batch(tmp_path):
     record = Record()
     fit(tmp_path, record)
@@ -56,6 +57,7 @@ def test_the_epoch_in_progress_counts_epochs_from_their_first_batch(tmp_path):
     assert record.at_epoch_ends == [(1, 0), (2, 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save_at,interval,first", [(4, None, (1, 0)), (2, 2, (0, 2))],
                          ids=["validation-end-at-an-epoch-end", "validation-end-mid-epoch"])
 def test_after_a_resume_from_a_validation_end_save_it_names_the_epoch_whose_batches_come_next(

@@ -9,6 +9,7 @@ import pytest
 from lseg_pacl.training.runner import train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["demo_clip", "demo_pacl", "lseg_demo_seg"])
 def test_bf16_mixed_losses_stay_finite(experiment, tiny):
     summary = train(experiment, [*tiny, "model.clip.pretrained=null", "trainer.precision=bf16-mixed"])

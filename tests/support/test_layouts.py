@@ -1,4 +1,4 @@
-"""Checks that the on-disk layout builders (layouts.py) write what they claim."""
+"""The on-disk layout builders (support/layouts.py) write what they claim."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from layouts import (
+from PIL import Image
+from support.layouts import (
     add_tar_member,
     label_grid,
     make_ade,
@@ -22,7 +23,6 @@ from layouts import (
     write_jpeg,
     write_label_png,
 )
-from PIL import Image
 
 RGB = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
 
