@@ -1,1 +1,2 @@
-"""Datasets and LightningDataModules: COCO-style captions, ADE20K-style masks, and the embedded synthetic world."""
+"""Datasets and LightningDataModules: COCO-style captions, ADE20K-style masks, and the embedded synthetic
+world."""

@@ -1,10 +1,10 @@
 """Bad input is counted, logged and skipped rather than crashing a long run.
 
 A dataset that meets a bad sample (unreadable image, bad mask, empty caption, missing file...) returns a
-``Skipped`` marker instead of the sample; the collate functions drop markers and pass them on in the batch under
-``EVENTS`` as ``(reason, file)`` pairs. The events travel with the batch out of the DataLoader workers into the
-main process, where ``SkipMonitor`` counts them by reason, logs each reason's first file, and stops the run with
-a ``DataQualityError`` once the skipped share exceeds ``data.max_bad_fraction``.
+``Skipped`` marker instead of the sample; the collate functions drop markers and pass them on in the batch
+under ``EVENTS`` as ``(reason, file)`` pairs. The events travel with the batch out of the DataLoader workers
+into the main process, where ``SkipMonitor`` counts them by reason, logs each reason's first file, and stops
+the run with a ``DataQualityError`` once the skipped share exceeds ``data.max_bad_fraction``.
 
 Some events are notes rather than skips (``NOTE_REASONS``): the sample was used after a documented repair.
 """
@@ -97,8 +97,13 @@ class SkipCounter:
             if reason not in self.examples:
                 self.examples[reason] = file
                 verb = "repaired" if reason in NOTE_REASONS else "skipped"
-                log.warning("%s: %s sample (%s): %s; later ones are counted, not logged", self.where, verb,
-                            reason, file)
+                log.warning(
+                    "%s: %s sample (%s): %s; later ones are counted, not logged",
+                    self.where,
+                    verb,
+                    reason,
+                    file,
+                )
         self.seen += used + sum(1 for r, _ in events if r not in NOTE_REASONS | SHARD_REASONS)
         self.shards += shards
         if self.seen >= MIN_SEEN or self.shards >= MIN_SHARDS:
@@ -107,17 +112,22 @@ class SkipCounter:
     def check(self) -> None:
         if self.shards and self.failed_shards / self.shards > self.max_bad_fraction:
             raise DataQualityError(
-                f"{self.where}: {self.failed_shards} of {self.shards} shards could not be read ({self.summary()}), "
+                f"{self.where}: {self.failed_shards} of {self.shards} shards could not be read "
+                f"({self.summary()}), "
                 f"more than data.max_bad_fraction={self.max_bad_fraction}. First: "
                 + "; ".join(f"{r}: {f}" for r, f in self.examples.items() if r in SHARD_REASONS)
-                + ". Check the shard list (data.train.shards) and that every shard is a complete tar.")
+                + ". Check the shard list (data.train.shards) and that every shard is a complete tar."
+            )
         if self.seen and self.skipped / self.seen > self.max_bad_fraction:
             raise DataQualityError(
                 f"{self.where}: {self.skipped} of {self.seen} samples were bad ({self.summary()}), more than "
                 f"data.max_bad_fraction={self.max_bad_fraction}. Worst: "
                 + "; ".join(f"{src} ({n} bad)" for src, n in self.by_source.most_common(5))
-                + ". First of each kind: " + "; ".join(f"{r}: {f}" for r, f in self.examples.items())
-                + ". Run `lseg-pacl data check` on the dataset, fix or remove these files, or raise the limit.")
+                + ". First of each kind: "
+                + "; ".join(f"{r}: {f}" for r, f in self.examples.items())
+                + ". Run `lseg-pacl data check` on the dataset, fix or remove these files, or raise the "
+                  "limit."
+            )
 
     def summary(self) -> str:
         return ", ".join(f"{r}={n}" for r, n in sorted(self.counts.items())) or "none"

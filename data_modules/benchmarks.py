@@ -1,5 +1,6 @@
 """The segmentation benchmarks: where each lives on disk, how its files pair up, and how raw mask ids map to
-contiguous class ids (255 = ignore everywhere). Conventions follow MMSegmentation (docs/datasets.md#benchmarks-and-labels).
+contiguous class ids (255 = ignore everywhere). Conventions follow MMSegmentation
+(docs/datasets.md#benchmarks-and-labels).
 
 Each mapping is a lookup table over every possible raw id (16-bit masks included); -1 marks ids the dataset
 never uses, which make the sample bad ("label_out_of_range") rather than silently wrong.
@@ -33,7 +34,7 @@ def shifted_lut(num_classes: int, zero_is_ignore: bool) -> np.ndarray:
     lut = np.full(LUT_SIZE, INVALID, dtype=np.int16)
     if zero_is_ignore:
         lut[0] = IGNORE_INDEX
-        lut[1:num_classes + 1] = np.arange(num_classes)
+        lut[1 : num_classes + 1] = np.arange(num_classes)
     else:
         lut[:num_classes] = np.arange(num_classes)
     lut[IGNORE_INDEX] = IGNORE_INDEX
@@ -92,7 +93,9 @@ class Benchmark:
         images = d / self.image_dir.format(split=split)
         masks = d / self.mask_dir.format(split=split)
         if self.listing == "split_file":
-            ids = [line.strip() for line in (d / self.split_file.format(split=split)).read_text().splitlines()]
+            ids = [
+                line.strip() for line in (d / self.split_file.format(split=split)).read_text().splitlines()
+            ]
             return [Pair(images / f"{i}.jpg", masks / f"{i}.png") for i in ids if i]
         out = []
         for image in sorted(images.glob("*.jpg")):
@@ -121,40 +124,59 @@ class Benchmark:
 
 
 def _ade_layout(folder: str) -> str:
-    return (f"{folder}/\n  images/{{split}}/<stem>.jpg\n  annotations/{{split}}/<stem>.png  "
-            f"(single-channel: 0 = unlabeled, k = class k)")
+    return (
+        f"{folder}/\n  images/{{split}}/<stem>.jpg\n  annotations/{{split}}/<stem>.png  "
+        f"(single-channel: 0 = unlabeled, k = class k)"
+    )
 
 
-def _voc_layout(folder: str, masks: str, sets: str, values: str) -> str:
-    return (f"{folder}/\n  JPEGImages/<id>.jpg\n  {masks}/<id>.png  ({values})\n  {sets}/{{split}}.txt  "
-            f"(one <id> per line)")
+def _split_file_set(folder: str, masks: str, sets: str, values: str) -> dict:
+    """The Benchmark fields of a VOC-style set: JPEGImages/<id>.jpg, <masks>/<id>.png, <sets>/<split>.txt."""
+    layout = (f"{folder}/\n  JPEGImages/<id>.jpg\n  {masks}/<id>.png  ({values})\n  {sets}/{{split}}.txt  "
+              f"(one <id> per line)")
+    return dict(folder=folder, default_split="val", listing="split_file", image_dir="JPEGImages",
+                mask_dir=masks, split_file=f"{sets}/{{split}}.txt", layout=layout)
 
 
-_VOC = dict(folder="VOCdevkit/VOC2012", default_split="val", listing="split_file", image_dir="JPEGImages",
-            mask_dir="SegmentationClass", split_file="ImageSets/Segmentation/{split}.txt",
-            layout=_voc_layout("VOCdevkit/VOC2012", "SegmentationClass", "ImageSets/Segmentation",
-                               "palette PNG: 0 = background, 1..20, 255 = boundary"))
-_CONTEXT = dict(folder="VOCdevkit/VOC2010", default_split="val", listing="split_file", image_dir="JPEGImages",
-                mask_dir="SegmentationClassContext", split_file="ImageSets/SegmentationContext/{split}.txt",
-                layout=_voc_layout("VOCdevkit/VOC2010", "SegmentationClassContext", "ImageSets/SegmentationContext",
-                                   "converted PNG: 0 = background, 1..59"))
+_VOC = _split_file_set("VOCdevkit/VOC2012", "SegmentationClass", "ImageSets/Segmentation",
+                       "palette PNG: 0 = background, 1..20, 255 = boundary")
+_CONTEXT = _split_file_set("VOCdevkit/VOC2010", "SegmentationClassContext", "ImageSets/SegmentationContext",
+                           "converted PNG: 0 = background, 1..59")
 _FOLDERS = dict(listing="folders", image_dir="images/{split}", mask_dir="annotations/{split}")
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("ade20k", "ADEChallengeData2016", ADE20K_150, "validation", **_FOLDERS,
-                  layout=_ade_layout("ADEChallengeData2016")),
+        Benchmark(
+            "ade20k",
+            "ADEChallengeData2016",
+            ADE20K_150,
+            "validation",
+            **_FOLDERS,
+            layout=_ade_layout("ADEChallengeData2016"),
+        ),
         Benchmark("voc20", classes=VOC20, zero_is_ignore=True, **_VOC),
         Benchmark("voc21", classes=VOC21, zero_is_ignore=False, background_index=0, **_VOC),
         Benchmark("context59", classes=CONTEXT59, zero_is_ignore=True, **_CONTEXT),
         Benchmark("context60", classes=CONTEXT60, zero_is_ignore=False, background_index=0, **_CONTEXT),
-        Benchmark("coco_stuff171", "coco_stuff164k", COCO_STUFF171, "val2017", **_FOLDERS,
-                  layout="coco_stuff164k/\n  images/{split}/<stem>.jpg\n  annotations/{split}/<stem>.png  "
-                         "(official stuffthingmaps, ids 0..181, 255 = unlabeled)\n  or annotations/{split}/"
-                         "<stem>_labelTrainIds.png  (MMSegmentation's converted masks, 0..170)"),
-        Benchmark("synthetic", "ADEChallengeData2016", None, "validation", **_FOLDERS,
-                  layout=_ade_layout("ADEChallengeData2016") + "\nand classnames.json (a JSON list) beside it"),
+        Benchmark(
+            "coco_stuff171",
+            "coco_stuff164k",
+            COCO_STUFF171,
+            "val2017",
+            **_FOLDERS,
+            layout="coco_stuff164k/\n  images/{split}/<stem>.jpg\n  annotations/{split}/<stem>.png  "
+            "(official stuffthingmaps, ids 0..181, 255 = unlabeled)\n  or annotations/{split}/"
+            "<stem>_labelTrainIds.png  (MMSegmentation's converted masks, 0..170)",
+        ),
+        Benchmark(
+            "synthetic",
+            "ADEChallengeData2016",
+            None,
+            "validation",
+            **_FOLDERS,
+            layout=_ade_layout("ADEChallengeData2016") + "\nand classnames.json (a JSON list) beside it",
+        ),
     )
 }
 CAPTION_DATASETS = ("coco_captions", "shards")
@@ -174,7 +196,8 @@ def dataset_dir(bench: Benchmark, root: str | Path) -> Path:
 
 
 def map_labels(raw: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray | None, list[int]]:
-    """(contiguous uint8 ids, []) or (None, the offending raw ids) when the mask holds ids the dataset lacks."""
+    """(contiguous uint8 ids, []) or (None, the offending raw ids) when the mask holds ids the dataset
+    lacks."""
     if raw.size and (raw.min() < 0 or raw.max() >= len(lut)):
         bad = np.unique(raw[(raw < 0) | (raw >= len(lut))])
         return None, bad[:8].tolist()

@@ -1,5 +1,5 @@
-"""Frozen-encoder outputs kept on disk, so that epochs after the first read features instead of decoding images
-and running the frozen CLIP.
+"""Frozen-encoder outputs kept on disk, so that epochs after the first read features instead of decoding
+images and running the frozen CLIP.
 
 ``TokenStore``: the patch tokens of every sample of a map-style dataset, float16, in one memory-mapped file
 [N, T, width] with one "filled" byte per sample. A sample's row is written once (by the training process that
@@ -49,7 +49,8 @@ def files_digest(files: Iterable[Path]) -> str:
 
 
 def _claim_folder(root: Path, key: dict, make: callable) -> Path:
-    """``root/<digest(key)>``, created by ``make(tmp_folder)`` under a temporary name when it does not exist."""
+    """``root/<digest(key)>``, created by ``make(tmp_folder)`` under a temporary name when it does not
+    exist."""
     folder = root / digest(key)
     if (folder / "meta.json").is_file():
         return folder
@@ -129,12 +130,14 @@ class TokenStore:
 
 class TextStore:
     """Float16 text embeddings by string, for one text encoder; ``save`` writes them to
-    ``<root>/<digest(key)>/texts.pt`` (tensors and strings only: read back with weights_only). New rows are kept
-    in chunks and joined once when read, so filling it with hundreds of thousands of captions stays linear."""
+    ``<root>/<digest(key)>/texts.pt`` (tensors and strings only: read back with weights_only). New rows are
+    kept in chunks and joined once when read, so filling it with hundreds of thousands of captions stays
+    linear."""
 
     def __init__(self, root: str | Path, key: dict) -> None:
-        self.folder = _claim_folder(Path(root), {"kind": "text_embeddings", "dtype": "float16", **key},
-                                    lambda folder: None)
+        self.folder = _claim_folder(
+            Path(root), {"kind": "text_embeddings", "dtype": "float16", **key}, lambda folder: None
+        )
         self.file = self.folder / "texts.pt"
         self._rows: dict[str, int] = {}
         self._chunks: list[torch.Tensor] = []
@@ -195,7 +198,8 @@ class TextStore:
 @dataclass(frozen=True)
 class FeatureStores:
     """What one training run's data and model share: the data reads stored patch tokens instead of images, the
-    model writes the tokens it computes and reads text embeddings. Opened once by the run and handed to both."""
+    model writes the tokens it computes and reads text embeddings. Opened once by the run and handed to
+    both."""
 
     token_store: TokenStore | None
     text_store: TextStore | None

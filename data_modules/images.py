@@ -1,7 +1,7 @@
 """Reading images and label masks into numpy arrays. Every failure is a ``BadSample`` naming the file and why.
 
-Truncated files open fine in PIL and fail on load, so everything is fully loaded here. Palette masks give their
-palette indices (never luminance); 16-bit masks keep their values (no uint8 wrap-around).
+Truncated files open fine in PIL and fail on load, so everything is fully loaded here. Palette masks give
+their palette indices (never luminance); 16-bit masks keep their values (no uint8 wrap-around).
 """
 
 from __future__ import annotations
@@ -19,8 +19,15 @@ from data_modules.bad_samples import BadSample
 ORIENTATION_TAG = 0x0112
 LABEL_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
 T = Image.Transpose
-_EXIF_TRANSPOSE = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_270,
-                   7: T.TRANSVERSE, 8: T.ROTATE_90}  # the EXIF orientation tag's meaning
+_EXIF_TRANSPOSE = {
+    2: T.FLIP_LEFT_RIGHT,
+    3: T.ROTATE_180,
+    4: T.FLIP_TOP_BOTTOM,
+    5: T.TRANSPOSE,
+    6: T.ROTATE_270,
+    7: T.TRANSVERSE,
+    8: T.ROTATE_90,
+}  # the EXIF orientation tag's meaning
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
@@ -28,10 +35,14 @@ def _open(source: Path | bytes) -> Image.Image:
     return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
-Reduction = Callable[[int, int], float]  # (stored width, height) -> the largest linear shrink that loses nothing
+Reduction = Callable[
+    [int, int], float
+]  # (stored width, height) -> the largest linear shrink that loses nothing
 
 
-def decode_rgb(source: Path | bytes, where: object = None, reduction: Reduction | None = None) -> tuple[Image.Image, int]:
+def decode_rgb(
+    source: Path | bytes, where: object = None, reduction: Reduction | None = None
+) -> tuple[Image.Image, int]:
     """(fully loaded RGB image with its pixels as stored, EXIF orientation 1..8; 1 when absent).
 
     ``reduction``: a JPEG that may shrink by 2x or more is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's
@@ -70,7 +81,9 @@ def read_label_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.mode not in LABEL_MODES:
-                raise BadSample("bad_mask", path, f"mode {img.mode}; expected a single-channel or palette PNG")
+                raise BadSample(
+                    "bad_mask", path, f"mode {img.mode}; expected a single-channel or palette PNG"
+                )
             img.load()
             arr = np.asarray(img)
     except _DECODE_ERRORS as exc:

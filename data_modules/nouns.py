@@ -1,11 +1,11 @@
 """Offline noun extraction for PACL's noun-prompt augmentation.
 
-PACL wraps each noun of a caption in 7 prompt templates. COCO and web-shard captions carry no noun annotations,
-and these machines can download no tagger model (no spaCy or NLTK data), so nouns are found here with the
-standard library alone: a lexicon of concrete, visually groundable nouns (``noun_lexicon.txt``, one lowercase
-singular entry a line, multiword phrases such as "fire hydrant" included), a rule-based singulariser, and a greedy
-longest match over windows of 1 to 3 tokens. There is no part-of-speech tagging: a lexicon word used as a verb or an
-adjective ("light blue", "an orange cat") is still taken as a noun.
+PACL wraps each noun of a caption in 7 prompt templates. COCO and web-shard captions carry no noun
+annotations, and these machines can download no tagger model (no spaCy or NLTK data), so nouns are found here
+with the standard library alone: a lexicon of concrete, visually groundable nouns (``noun_lexicon.txt``, one
+lowercase singular entry a line, multiword phrases such as "fire hydrant" included), a rule-based
+singulariser, and a greedy longest match over windows of 1 to 3 tokens. There is no part-of-speech tagging: a
+lexicon word used as a verb or an adjective ("light blue", "an orange cat") is still taken as a noun.
 """
 
 from __future__ import annotations
@@ -20,23 +20,51 @@ DEFAULT_LEXICON = Path(__file__).with_name("noun_lexicon.txt")
 
 MAX_WINDOW = 3  # the longest lexicon phrase, in tokens
 
-# Plurals no suffix rule gets right. The mapping applies whatever the lexicon holds (unless the word itself is an
-# entry); an entry may also end in one of these, e.g. "bookshelves" -> "bookshelf", "firemen" -> "fireman".
+# Plurals no suffix rule gets right. The mapping applies whatever the lexicon holds (unless the word itself is
+# an entry); an entry may also end in one of these, e.g. "bookshelves" -> "bookshelf", "firemen" -> "fireman".
 IRREGULAR: dict[str, str] = {
-    "people": "person", "men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth",
-    "mice": "mouse", "geese": "goose", "oxen": "ox", "cacti": "cactus", "fungi": "fungus", "octopi": "octopus",
-    "antennae": "antenna", "larvae": "larva", "knives": "knife", "leaves": "leaf", "wolves": "wolf",
-    "shelves": "shelf", "loaves": "loaf", "calves": "calf", "halves": "half", "scarves": "scarf",
-    "wives": "wife", "hooves": "hoof", "elves": "elf", "thieves": "thief", "wharves": "wharf", "dwarves": "dwarf",
-    "sheaves": "sheaf", "buses": "bus", "busses": "bus", "glasses": "glass", "skis": "ski",
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+    "oxen": "ox",
+    "cacti": "cactus",
+    "fungi": "fungus",
+    "octopi": "octopus",
+    "antennae": "antenna",
+    "larvae": "larva",
+    "knives": "knife",
+    "leaves": "leaf",
+    "wolves": "wolf",
+    "shelves": "shelf",
+    "loaves": "loaf",
+    "calves": "calf",
+    "halves": "half",
+    "scarves": "scarf",
+    "wives": "wife",
+    "hooves": "hoof",
+    "elves": "elf",
+    "thieves": "thief",
+    "wharves": "wharf",
+    "dwarves": "dwarf",
+    "sheaves": "sheaf",
+    "buses": "bus",
+    "busses": "bus",
+    "glasses": "glass",
+    "skis": "ski",
 }
 _IRREGULAR_SUFFIXES = tuple(sorted(IRREGULAR, key=len, reverse=True))
 
-# Endings after which a plural adds "-es" rather than "-s" ("benches", "dishes", "boxes", "glasses", "buzzes").
+# Endings after which a plural adds "-es" rather than "-s" ("benches", "dishes", "boxes", "glasses",
+# "buzzes").
 _ES_AFTER = ("ches", "shes", "xes", "sses", "zzes")
 
-# Letters and internal hyphens/apostrophes make a word; any other non-space character ("," "." digits ...) is a
-# token of its own, so that a phrase never matches across it.
+# Letters and internal hyphens/apostrophes make a word; any other non-space character ("," "." digits ...) is
+# a token of its own, so that a phrase never matches across it.
 _TOKEN = re.compile(r"[a-z]+(?:['-][a-z]+)*|[^\sa-z'-]")
 _CACHE_LIMIT = 200_000  # distinct tokens whose singular one matcher remembers before starting over
 
@@ -67,13 +95,19 @@ def load_lexicon(path: str | Path | None = None) -> frozenset[str]:
 
 
 def _candidates(word: str) -> tuple[list[str], str]:
-    """Singular candidates of ``word`` in order of preference (taken if in the lexicon), and the best guess."""
+    """Singular candidates of ``word`` in order of preference (taken if in the lexicon), and the best
+    guess."""
     # compounds ending in an irregular plural: firemen -> fireman, bookshelves -> bookshelf
-    cands = [word[: -len(end)] + IRREGULAR[end] for end in _IRREGULAR_SUFFIXES
-             if word.endswith(end) and len(word) > len(end)]
+    cands = [
+        word[: -len(end)] + IRREGULAR[end]
+        for end in _IRREGULAR_SUFFIXES
+        if word.endswith(end) and len(word) > len(end)
+    ]
     if len(word) < 3 or not word.endswith("s") or word.endswith("ss"):
         return cands, word
-    if word.endswith(("us", "is")):  # cactus, tennis, iris unless the lexicon has the shorter form (menus, kiwis)
+    if word.endswith(
+        ("us", "is")
+    ):  # cactus, tennis, iris unless the lexicon has the shorter form (menus, kiwis)
         return [*cands, word[:-1]], word
     if word.endswith("ies") and len(word) > 4:  # cherries -> cherry; cookies, pies -> cookie, pie
         return [*cands, word[:-3] + "y", word[:-1]], word[:-3] + "y"
@@ -128,7 +162,9 @@ class _Matcher:
         for tok in toks:
             if "'" in tok and tok.endswith("'s"):  # possessive: "the man's hat"
                 tok = tok[:-2]
-            if "-" in tok and self.singular(tok) not in self.lexicon:  # "hot-dogs" -> "hot", "dogs"; "t-shirt" stays
+            if (
+                "-" in tok and self.singular(tok) not in self.lexicon
+            ):  # "hot-dogs" -> "hot", "dogs"; "t-shirt" stays
                 out.extend(tok.split("-"))
             else:
                 out.append(tok)
@@ -176,7 +212,8 @@ def _resolve(lexicon: frozenset[str] | None) -> _Matcher:
 
 def singular(word: str, lexicon: frozenset[str] | None = None) -> str:
     """The lowercase singular of ``word``: itself when it is a lexicon entry (or already singular), else the
-    irregular form or a suffix-rule candidate, preferring one that is in the lexicon (default lexicon if None).
+    irregular form or a suffix-rule candidate, preferring one that is in the lexicon (default lexicon if
+    None).
 
     "people" -> "person", "knives" -> "knife", "cherries" -> "cherry", "benches" -> "bench", "buses" -> "bus",
     "glass", "bus", "cactus", "tennis" -> themselves. With an empty lexicon only the rules decide.
@@ -190,8 +227,8 @@ def extract_nouns(caption: str, lexicon: frozenset[str] | None = None) -> list[s
     """The distinct lexicon nouns a caption names, singular, in order of first appearance.
 
     Greedy longest match over windows of up to 3 tokens, the window's last token singularised, so "a red fire
-    hydrant near two traffic lights" gives ["fire hydrant", "traffic light"] (never also "hydrant" or "light").
-    An empty or blank caption gives []; a caption that is not a str is a TypeError.
+    hydrant near two traffic lights" gives ["fire hydrant", "traffic light"] (never also "hydrant" or
+    "light"). An empty or blank caption gives []; a caption that is not a str is a TypeError.
     """
     if not isinstance(caption, str):
         raise TypeError(f"extract_nouns() takes a str caption, not {type(caption).__name__}")

@@ -1,8 +1,8 @@
 """This process's place among the processes of a run, asked one way everywhere: (rank, world size).
 
-Once the process group is up (under DDP, from the Trainer's setup on) it is the group's answer; before that, the
-launcher's announcement (torchrun's RANK / WORLD_SIZE, SLURM's SLURM_PROCID / SLURM_NTASKS, LOCAL_RANK); with
-neither, a single process (0, 1).
+Once the process group is up (under DDP, from the Trainer's setup on) it is the group's answer; before that,
+the launcher's announcement (torchrun's RANK / WORLD_SIZE, SLURM's SLURM_PROCID / SLURM_NTASKS, LOCAL_RANK);
+with neither, a single process (0, 1).
 """
 
 from __future__ import annotations

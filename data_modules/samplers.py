@@ -31,17 +31,20 @@ class EvalShardSampler(Sampler[int]):
 
 class EvalShardBatches(Sampler[list[int]]):
     """This rank's share in batches, padded with empty batches so that every rank runs the same number of
-    validation steps (DDP's forward broadcasts buffers each step: unequal counts would leave a rank waiting)."""
+    validation steps (DDP's forward broadcasts buffers each step: unequal counts would leave a rank
+    waiting)."""
 
     def __init__(self, size: int, batch_size: int, rank: int, world_size: int) -> None:
         self.shard = EvalShardSampler(size, rank, world_size)
         self.batch_size = batch_size
-        self.steps = max(1, -(-len(EvalShardSampler(size, 0, world_size)) // batch_size))  # rank 0 has the most
+        self.steps = max(
+            1, -(-len(EvalShardSampler(size, 0, world_size)) // batch_size)
+        )  # rank 0 has the most
 
     def __iter__(self) -> Iterator[list[int]]:
         indices = list(self.shard)
         for step in range(self.steps):
-            yield indices[step * self.batch_size:(step + 1) * self.batch_size]
+            yield indices[step * self.batch_size : (step + 1) * self.batch_size]
 
     def __len__(self) -> int:
         return self.steps
@@ -66,8 +69,9 @@ def sample_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Training order for map-style data: yields (epoch, index) keys, a permutation drawn from (seed, epoch), this
-    rank's equal share (every world-th of the first len - len % world, as DistributedSampler with drop_last).
+    """Training order for map-style data: yields (epoch, index) keys, a permutation drawn from (seed, epoch),
+    this rank's equal share (every world-th of the first len - len % world, as DistributedSampler with
+    drop_last).
 
     The epoch is read from ``epoch_of()`` when an iteration starts (the Trainer's epoch counter: right after a
     resume and with persistent workers, unlike set_epoch). ``skip_next(epoch, n)`` passes over the first ``n``
@@ -82,9 +86,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self._skip = (epoch, samples)
 
     def order(self, epoch: int) -> list[int]:
-        perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(mix(self.seed, epoch))).tolist()
+        perm = torch.randperm(
+            self.size, generator=torch.Generator().manual_seed(mix(self.seed, epoch))
+        ).tolist()
         usable = self.size - self.size % self.world_size
-        return perm[self.rank:usable:self.world_size]
+        return perm[self.rank : usable : self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = int(self.epoch_of())
@@ -98,9 +104,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 class ResumableLoader(DataLoader):
     """A training DataLoader whose position within an epoch is saved in checkpoints (Lightning stores the
-    ``state_dict`` of a loader that has one) and restored: a run resumed mid-epoch continues with the next batch
-    an uninterrupted run would have taken. ``position`` (epoch, batches trained on) is kept by the Trainer's
-    callbacks (lseg_pacl/training/data_hooks.py), not read off what the workers have prefetched."""
+    ``state_dict`` of a loader that has one) and restored: a run resumed mid-epoch continues with the next
+    batch an uninterrupted run would have taken. ``position`` (epoch, batches trained on) is kept by the
+    Trainer's callbacks (lseg_pacl/training/data_hooks.py), not read off what the workers have prefetched."""
 
     def __init__(self, dataset: Dataset, sampler: EpochSampler, **kwargs) -> None:
         super().__init__(dataset, sampler=sampler, **kwargs)
@@ -117,17 +123,32 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("batch_size") != self.batch_size:
-            raise ValueError(f"the checkpoint's batch size {state.get('batch_size')} differs from this run's "
-                             f"{self.batch_size}: its position in the epoch cannot be restored")
+            raise ValueError(
+                f"the checkpoint's batch size {state.get('batch_size')} differs from this run's "
+                f"{self.batch_size}: its position in the epoch cannot be restored"
+            )
         self.position = (int(state["epoch"]), int(state["batches"]))
         self.sampler.skip_next(self.position[0], self.position[1] * self.batch_size)
 
 
-def train_loader(dataset: Dataset, epoch_of: Callable[[], int], seed: int, batch_size: int, num_workers: int,
-                 collate_fn: Callable) -> ResumableLoader:
+def train_loader(
+    dataset: Dataset,
+    epoch_of: Callable[[], int],
+    seed: int,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable,
+) -> ResumableLoader:
     """The shuffled, resumable training DataLoader of a map-style set for this process; ``epoch_of()`` is the
     Trainer's epoch when an iteration starts."""
     rank, world_size = place()
     sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch_of)
-    return ResumableLoader(dataset, sampler, batch_size=batch_size, drop_last=True,
-                           num_workers=num_workers, collate_fn=collate_fn, persistent_workers=num_workers > 0)
+    return ResumableLoader(
+        dataset,
+        sampler,
+        batch_size=batch_size,
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        persistent_workers=num_workers > 0,
+    )

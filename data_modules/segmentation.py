@@ -65,15 +65,19 @@ class SegmentationSet(Dataset):
         self.split = split or self.bench.default_split
         why = self.bench.missing(self.dir, self.split)
         if why:
-            raise FileNotFoundError(f"{name} ({self.split}) not found under {self.dir}: {why}. Expected layout:\n"
-                                    f"{self.bench.expected_layout(self.split)}")
+            raise FileNotFoundError(
+                f"{name} ({self.split}) not found under {self.dir}: {why}. Expected layout:\n"
+                f"{self.bench.expected_layout(self.split)}"
+            )
         self.class_names = self.bench.class_names(self.dir)
         self.transform, self.augment = transform, augment  # augment: a random transform, seeded per sample
         self.seed = seed
         pairs = self.bench.pairs(self.dir, self.split)
         if not pairs:
-            raise FileNotFoundError(f"{name} ({self.split}) under {self.dir} lists no images. Expected layout:\n"
-                                    f"{self.bench.expected_layout(self.split)}")
+            raise FileNotFoundError(
+                f"{name} ({self.split}) under {self.dir} lists no images. Expected layout:\n"
+                f"{self.bench.expected_layout(self.split)}"
+            )
         self.pairs = pairs[:max_images] if max_images else pairs
         num = len(self.class_names)
         self._luts = {False: self.bench.lut(num, False), True: self.bench.lut(num, True)}
@@ -98,8 +102,11 @@ class SegmentationSet(Dataset):
             out = seeded(self.transform, g, image=loaded.image, mask=loaded.mask)
         else:
             out = self.transform(image=loaded.image, mask=loaded.mask)
-        return {"image": out["image"], "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long),
-                EVENTS: loaded.notes}
+        return {
+            "image": out["image"],
+            "mask": torch.as_tensor(np.asarray(out["mask"]), dtype=torch.long),
+            EVENTS: loaded.notes,
+        }
 
 
 def collate_segmentation(items: list) -> dict:
@@ -115,10 +122,19 @@ class SegmentationDataModule(L.LightningDataModule):
     Trainer is in (the training order depends on it).
     """
 
-    def __init__(self, roots: dict[str, str | Path], split: str | None, transform: Callable, batch_size: int,
-                 num_workers: int, max_images: int | None = None,
-                 train: tuple[str, str | Path, str, Callable] | None = None, train_batch_size: int = 8,
-                 seed: int = 0, epoch_of: Callable[[L.Trainer], int] | None = None) -> None:
+    def __init__(
+        self,
+        roots: dict[str, str | Path],
+        split: str | None,
+        transform: Callable,
+        batch_size: int,
+        num_workers: int,
+        max_images: int | None = None,
+        train: tuple[str, str | Path, str, Callable] | None = None,
+        train_batch_size: int = 8,
+        seed: int = 0,
+        epoch_of: Callable[[L.Trainer], int] | None = None,
+    ) -> None:
         super().__init__()
         if not roots:
             raise ValueError("no validation benchmark given")
@@ -134,8 +150,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.val_sets:
-            self.val_sets = [SegmentationSet(name, root, self.split, self.transform, self.max_images)
-                             for name, root in self.roots.items()]
+            self.val_sets = [
+                SegmentationSet(name, root, self.split, self.transform, self.max_images)
+                for name, root in self.roots.items()
+            ]
         if self.train is not None and self.train_set is None:
             name, root, split, transform = self.train
             self.train_set = SegmentationSet(name, root, split, transform, augment=True, seed=self.seed)
@@ -149,18 +167,37 @@ class SegmentationDataModule(L.LightningDataModule):
         return self.epoch_of(self.trainer) if self.trainer is not None and self.epoch_of is not None else 0
 
     def train_dataloader(self) -> DataLoader:
-        return train_loader(self.train_set, self.current_epoch, self.seed, self.train_batch_size, self.num_workers,
-                            collate_segmentation)
+        return train_loader(
+            self.train_set,
+            self.current_epoch,
+            self.seed,
+            self.train_batch_size,
+            self.num_workers,
+            collate_segmentation,
+        )
 
     def val_dataloader(self) -> list[DataLoader]:
         return [val_loader(s, self.batch_size, self.num_workers, *place()) for s in self.val_sets]
 
 
-def val_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1) -> DataLoader:
+def val_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """In order; under several processes each rank takes its share without padding (samplers.py)."""
     batches = eval_batches(dataset, batch_size, rank, world_size)
     if batches is None:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                          collate_fn=collate_segmentation, persistent_workers=False)
-    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate_segmentation,
-                      persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate_segmentation,
+            persistent_workers=False,
+        )
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=collate_segmentation,
+        persistent_workers=False,
+    )

@@ -1,11 +1,13 @@
 """Image-caption pairs streamed from webdataset tar shards, in the layout img2dataset writes.
 
-Each shard (``00000.tar``...) holds consecutive members ``KEY.jpg``, ``KEY.txt`` (the caption) and ``KEY.json``;
-only image and caption members are read (never pickles, never ``pipe:`` shell commands). Shards are given as
-brace patterns (``/data/cc3m/{00000..00331}.tar``), lists, local paths or URLs (anything fsspec opens).
+Each shard (``00000.tar``...) holds consecutive members ``KEY.jpg``, ``KEY.txt`` (the caption) and
+``KEY.json``; only image and caption members are read (never pickles, never ``pipe:`` shell commands). Shards
+are given as brace patterns (``/data/cc3m/{00000..00331}.tar``), lists, local paths or URLs (anything fsspec
+opens).
 
-Every epoch has a fixed number of batches per rank (a stream that runs dry stops the run, never a rank alone), so DDP ranks stay in step and the LR schedule knows its
-length. The stream of one (rank, DataLoader worker) is a pure function of (seed, epoch, rank, worker):
+Every epoch has a fixed number of batches per rank (a stream that runs dry stops the run, never a rank alone),
+so DDP ranks stay in step and the LR schedule knows its length. The stream of one (rank, DataLoader worker) is
+a pure function of (seed, epoch, rank, worker):
 
 * without resampling, the shard list is shuffled by (seed, epoch, pass) identically everywhere, then split by
   rank and by worker (no shard read twice in a pass, none left out); a worker that needs more samples than its
@@ -46,8 +48,10 @@ def expand_urls(patterns: Sequence[str]) -> list[str]:
     urls: list[str] = []
     for pattern in patterns:
         if str(pattern).startswith("pipe:"):
-            raise ValueError(f"shard URL '{pattern}': pipe: commands are not supported (they run a shell); "
-                             f"mount or download the shards, or give an http(s)/s3/gs URL")
+            raise ValueError(
+                f"shard URL '{pattern}': pipe: commands are not supported (they run a shell); "
+                f"mount or download the shards, or give an http(s)/s3/gs URL"
+            )
         urls += list(braceexpand(str(pattern)))
     return urls
 
@@ -57,7 +61,7 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> Path:
-    return Path(url[len("file://"):] if url.startswith("file://") else url).expanduser()
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
 
 
 def open_shard(url: str) -> BinaryIO:
@@ -69,8 +73,8 @@ def open_shard(url: str) -> BinaryIO:
 
 
 def split_key(name: str) -> tuple[str, str]:
-    """webdataset's convention: the key is the path up to the first dot of the file name; the rest, lowercased,
-    is the extension."""
+    """webdataset's convention: the key is the path up to the first dot of the file name; the rest,
+    lowercased, is the extension."""
     folder, _, base = name.rpartition("/")
     stem, _, ext = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
@@ -91,7 +95,9 @@ def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, d
                 if not info.isfile():
                     continue
                 name = info.name.removeprefix("./")
-                if "/" in name or "\\" in name or name.startswith(".."):  # never a path: "../x", "a/b", "C:\\x"
+                if (
+                    "/" in name or "\\" in name or name.startswith("..")
+                ):  # never a path: "../x", "a/b", "C:\\x"
                     events.append(("bad_key", f"{url}:{info.name!r}"))
                     continue
                 k, ext = split_key(name)
@@ -107,8 +113,9 @@ def read_shard(url: str, events: list[tuple[str, str]]) -> Iterator[tuple[str, d
         events.append(("bad_shard", f"{url} ({exc})"))
 
 
-def parse_sample(url: str, key: str, members: dict[str, bytes], reduction: Reduction | None = None
-                 ) -> tuple[np.ndarray, str]:
+def parse_sample(
+    url: str, key: str, members: dict[str, bytes], reduction: Reduction | None = None
+) -> tuple[np.ndarray, str]:
     """(RGB pixels, caption) of one sample, or ``BadSample`` (missing member, undecodable image, empty or
     non-UTF-8 caption); ``reduction`` lets a large JPEG decode at a reduced size (images.py)."""
     where = f"{url}:{key}"
@@ -130,8 +137,12 @@ def decode_sample(url: str, key: str, members: dict[str, bytes], transform: Call
     """One training sample (augmented with ``aug_seed``), or ``BadSample``."""
     image, caption = parse_sample(url, key, members, getattr(transform, "max_decode_reduction", None))
     transform.set_random_seed(aug_seed)
-    return {"image": transform(image=image)["image"], "caption": caption, "nouns": extract_nouns(caption),
-            "key": key}
+    return {
+        "image": transform(image=image)["image"],
+        "caption": caption,
+        "nouns": extract_nouns(caption),
+        "key": key,
+    }
 
 
 @dataclass(frozen=True)
@@ -140,8 +151,16 @@ class ShardSource:
     weight: float = 1.0
 
 
-def worker_shards(urls: Sequence[str], seed: int, epoch: int, pass_index: int, rank: int, world_size: int,
-                  worker: int, num_workers: int) -> list[str]:
+def worker_shards(
+    urls: Sequence[str],
+    seed: int,
+    epoch: int,
+    pass_index: int,
+    rank: int,
+    world_size: int,
+    worker: int,
+    num_workers: int,
+) -> list[str]:
     """This (rank, worker)'s shards for one pass: one shared shuffle, then a split by rank, then by worker."""
     order = list(urls)
     random.Random(f"shards-{seed}-{epoch}-{pass_index}").shuffle(order)
@@ -149,11 +168,22 @@ def worker_shards(urls: Sequence[str], seed: int, epoch: int, pass_index: int, r
 
 
 class ShardStream(IterableDataset):
-    """Yields whole collated batches (DataLoader(batch_size=None)), ``len(self)`` of them per rank per epoch."""
+    """Yields whole collated batches (DataLoader(batch_size=None)), ``len(self)`` of them per rank per
+    epoch."""
 
-    def __init__(self, sources: Sequence[ShardSource], transform: Callable, batch_size: int,
-                 samples_per_epoch: int, num_workers: int, seed: int = 0, resampled: bool = True,
-                 shuffle_buffer: int = 1000, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        sources: Sequence[ShardSource],
+        transform: Callable,
+        batch_size: int,
+        samples_per_epoch: int,
+        num_workers: int,
+        seed: int = 0,
+        resampled: bool = True,
+        shuffle_buffer: int = 1000,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         super().__init__()
         if not sources:
             raise ValueError("no shard source given")
@@ -167,13 +197,17 @@ class ShardStream(IterableDataset):
         streams = world_size * self.num_workers
         self.batches_per_rank = samples_per_epoch // (batch_size * world_size)
         if self.batches_per_rank < self.num_workers:
-            raise ValueError(f"samples_per_epoch={samples_per_epoch} gives {self.batches_per_rank} batches of "
-                             f"{batch_size} per rank, fewer than the {self.num_workers} DataLoader workers")
+            raise ValueError(
+                f"samples_per_epoch={samples_per_epoch} gives {self.batches_per_rank} batches of "
+                f"{batch_size} per rank, fewer than the {self.num_workers} DataLoader workers"
+            )
         for src in self.sources:
             if not resampled and len(src.urls) < streams:
-                raise ValueError(f"{len(src.urls)} shards (first: {src.urls[0]}) cannot feed {world_size} ranks x "
-                                 f"{self.num_workers} workers without resampling: use more shards, fewer "
-                                 f"workers, or resampled mode")
+                raise ValueError(
+                    f"{len(src.urls)} shards (first: {src.urls[0]}) cannot feed {world_size} ranks x "
+                    f"{self.num_workers} workers without resampling: use more shards, fewer "
+                    f"workers, or resampled mode"
+                )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -196,7 +230,9 @@ class ShardStream(IterableDataset):
     def _rng(self, worker: int, tag: str) -> random.Random:
         return random.Random(f"{tag}-{self.seed}-{self.epoch}-{self.rank}-{worker}")
 
-    def _source_samples(self, index: int, worker: int, events: list, opened: list) -> Iterator[tuple[str, str, dict]]:
+    def _source_samples(
+        self, index: int, worker: int, events: list, opened: list
+    ) -> Iterator[tuple[str, str, dict]]:
         """One source's samples for this worker, shuffled within each pass over its shards (a pass ends before
         the next begins). Ends when the source yields nothing: a whole pass, or (resampled) as many draws in a
         row as it has shards, at least 16."""
@@ -210,8 +246,9 @@ class ShardStream(IterableDataset):
         pass_index = 0
         while True:
             produced = False
-            mine = worker_shards(urls, self.seed, self.epoch, pass_index, self.rank, self.world_size, worker,
-                                 self.num_workers)
+            mine = worker_shards(
+                urls, self.seed, self.epoch, pass_index, self.rank, self.world_size, worker, self.num_workers
+            )
             for sample in self._shuffled(self._read(mine, events, opened), rng):
                 produced = True
                 yield sample
@@ -220,9 +257,11 @@ class ShardStream(IterableDataset):
             pass_index += 1
 
     @staticmethod
-    def _read(urls: Iterable[str], events: list, opened: list, give_up: int = 0) -> Iterator[tuple[str, str, dict]]:
-        """Samples of the shards in turn; counts shards in ``opened[0]``; with ``give_up``, stops after that many
-        shards in a row gave nothing."""
+    def _read(
+        urls: Iterable[str], events: list, opened: list, give_up: int = 0
+    ) -> Iterator[tuple[str, str, dict]]:
+        """Samples of the shards in turn; counts shards in ``opened[0]``; with ``give_up``, stops after that
+        many shards in a row gave nothing."""
         empty = 0
         for url in urls:
             opened[0] += 1
@@ -264,7 +303,9 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         physical = info.id if info is not None else 0
         if info is not None and info.num_workers != self.num_workers:
-            raise RuntimeError(f"ShardStream was built for {self.num_workers} workers, runs in {info.num_workers}")
+            raise RuntimeError(
+                f"ShardStream was built for {self.num_workers} workers, runs in {info.num_workers}"
+            )
         resume = self.resume if self.resume is not None and self.resume.epoch == self.epoch else None
         # DataLoader asks its workers in turn from worker 0: after k batches the next one is worker k % W's
         worker = (physical + (sum(resume.batches) if resume else 0)) % self.num_workers
@@ -286,14 +327,26 @@ class ShardStream(IterableDataset):
                     events.append((exc.reason, exc.file))
                 if len(items) == self.batch_size:
                     break
-            if len(items) < self.batch_size:  # every source ran dry: SkipMonitor stops the run with this message
-                yield {EVENTS: list(events), SHARDS: opened[0],
-                       EXHAUSTED: f"caption shards ran dry in worker {worker} of rank {self.rank} after {done} of "
-                                  f"{self.worker_batches(worker)} batches: no source yields samples any more"}
+            if (
+                len(items) < self.batch_size
+            ):  # every source ran dry: SkipMonitor stops the run with this message
+                yield {
+                    EVENTS: list(events),
+                    SHARDS: opened[0],
+                    EXHAUSTED: f"caption shards ran dry in worker {worker} of rank {self.rank} after {done} "
+                               "of "
+                    f"{self.worker_batches(worker)} batches: no source yields samples any more",
+                }
                 return
-            yield {"image": torch.stack([it["image"] for it in items]), "caption": [it["caption"] for it in items],
-                   "nouns": [it["nouns"] for it in items], "key": [it["key"] for it in items], EVENTS: list(events),
-                   SHARDS: opened[0], STREAM: (worker, raw)}
+            yield {
+                "image": torch.stack([it["image"] for it in items]),
+                "caption": [it["caption"] for it in items],
+                "nouns": [it["nouns"] for it in items],
+                "key": [it["key"] for it in items],
+                EVENTS: list(events),
+                SHARDS: opened[0],
+                STREAM: (worker, raw),
+            }
             events.clear()  # the sample generators hold this list: empty it, never rebind it
             opened[0] = 0
 
@@ -315,8 +368,8 @@ class StreamPosition:
 
 
 class ResumableShardLoader(DataLoader):
-    """The DataLoader of a ``ShardStream`` (whole batches, fresh workers each epoch), whose position within the
-    epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
+    """The DataLoader of a ``ShardStream`` (whole batches, fresh workers each epoch), whose position within
+    the epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
     ``position`` is kept by the Trainer's callbacks (lseg_pacl/training/data_hooks.py)."""
 
     def __init__(self, stream: ShardStream, num_workers: int) -> None:
@@ -331,8 +384,8 @@ class ResumableShardLoader(DataLoader):
             self.position = self.position.after(batch)
 
     def state_dict(self) -> dict:
-        """Every rank's position (ranks read different shards, so their raw counts differ); each rank calls this
-        when a checkpoint is made, and rank 0's copy, holding all of them, is the one written."""
+        """Every rank's position (ranks read different shards, so their raw counts differ); each rank calls
+        this when a checkpoint is made, and rank 0's copy, holding all of them, is the one written."""
         mine = {"epoch": self.position.epoch, "raw": self.position.raw, "batches": self.position.batches}
         ranks = [mine]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -343,11 +396,15 @@ class ResumableShardLoader(DataLoader):
     def load_state_dict(self, state: dict) -> None:
         ranks = state.get("ranks", [])
         if len(ranks) != self.dataset.world_size:
-            raise ValueError(f"the checkpoint's shard stream ran on {len(ranks)} processes, this run on "
-                             f"{self.dataset.world_size}: its position in the epoch cannot be restored")
+            raise ValueError(
+                f"the checkpoint's shard stream ran on {len(ranks)} processes, this run on "
+                f"{self.dataset.world_size}: its position in the epoch cannot be restored"
+            )
         state = ranks[self.dataset.rank]
         if len(state.get("raw", [])) != self.dataset.num_workers:
-            raise ValueError(f"the checkpoint's shard stream had {len(state.get('raw', []))} workers per rank, this "
-                             f"run has {self.dataset.num_workers}: its position in the epoch cannot be restored")
+            raise ValueError(
+                f"the checkpoint's shard stream had {len(state.get('raw', []))} workers per rank, this "
+                f"run has {self.dataset.num_workers}: its position in the epoch cannot be restored"
+            )
         self.position = StreamPosition(int(state["epoch"]), list(state["raw"]), list(state["batches"]))
         self.dataset.resume_at(self.position)

@@ -1,7 +1,7 @@
 """Albumentations pipelines for caption training and segmentation evaluation.
 
-Every random transform is re-seeded per sample (``seeded``): a Compose copied into DataLoader workers otherwise
-repeats the same augmentations in every worker.
+Every random transform is re-seeded per sample (``seeded``): a Compose copied into DataLoader workers
+otherwise repeats the same augmentations in every worker.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from data_modules.benchmarks import IGNORE_INDEX
 
 
 class CaptionTransform:
-    """The caption training pipeline (called like an albumentations Compose), which also says how much smaller a
-    JPEG may be decoded without losing detail in its output (``max_decode_reduction``)."""
+    """The caption training pipeline (called like an albumentations Compose), which also says how much smaller
+    a JPEG may be decoded without losing detail in its output (``max_decode_reduction``)."""
 
     def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], scale_min: float = 0.5,
                  hflip: bool = True, reduced_decode: bool = True) -> None:
         self.size, self.scale_min, self.reduced_decode = size, scale_min, reduced_decode
-        steps: list = [A.Resize(height=size, width=size) if scale_min >= 1.0
-                       else A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))]
+        steps: list = [
+            A.Resize(height=size, width=size)
+            if scale_min >= 1.0
+            else A.RandomResizedCrop(size=(size, size), scale=(scale_min, 1.0))
+        ]
         if hflip:
             steps.append(A.HorizontalFlip(p=0.5))
         steps += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
@@ -39,8 +42,9 @@ class CaptionTransform:
         self.compose.set_random_seed(seed)
 
     def max_decode_reduction(self, width: int, height: int) -> float:
-        """The smallest crop this pipeline can take, over the output side: shrinking the decoded image by up to
-        this factor never makes a crop smaller than the output (no detail the output could show is lost)."""
+        """The smallest crop this pipeline can take, over the output side: shrinking the decoded image by up
+        to this factor never makes a crop smaller than the output (no detail the output could show is
+        lost)."""
         if not self.reduced_decode:
             return 1.0
         if self.scale_min >= 1.0:
@@ -54,25 +58,38 @@ def caption_train_transform(size: int, mean: Sequence[float], std: Sequence[floa
                             hflip: bool = True, reduced_decode: bool = True) -> CaptionTransform:
     """Random resized crop (+ flip) to a square of ``size``, normalised with the encoder's statistics.
 
-    ``scale_min`` >= 1 means no cropping: the whole image resized to the square (what a crop of scale 1 gives for
-    aspect ratios within 3:4..4:3), a deterministic transform when ``hflip`` is off too."""
+    ``scale_min`` >= 1 means no cropping: the whole image resized to the square (what a crop of scale 1 gives
+    for aspect ratios within 3:4..4:3), a deterministic transform when ``hflip`` is off too."""
     return CaptionTransform(size, mean, std, scale_min, hflip, reduced_decode)
 
 
 def caption_transform_is_deterministic(scale_min: float, hflip: bool) -> bool:
-    """Whether ``caption_train_transform`` gives the same tensor for an image every epoch (features cacheable)."""
+    """Whether ``caption_train_transform`` gives the same tensor for an image every epoch (features
+    cacheable)."""
     return scale_min >= 1.0 and not hflip
 
 
-def segmentation_train_transform(crop: int, base_size: int, mean: Sequence[float], std: Sequence[float],
-                                 scale: tuple[float, float] = (0.5, 2.0), hflip: bool = True) -> A.Compose:
+def segmentation_train_transform(
+    crop: int,
+    base_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    scale: tuple[float, float] = (0.5, 2.0),
+    hflip: bool = True,
+) -> A.Compose:
     """LSeg's ADE20K recipe: long side drawn from [scale] x base_size, pad to ``crop`` (image 0, mask 255 =
     ignore, never a real class), random ``crop`` square, flip."""
     sizes = list(range(round(scale[0] * base_size), round(scale[1] * base_size) + 1))
     steps: list = [
         A.LongestMaxSize(max_size=sizes),
-        A.PadIfNeeded(min_height=crop, min_width=crop, position="top_left", border_mode=cv2.BORDER_CONSTANT,
-                      fill=0, fill_mask=IGNORE_INDEX),
+        A.PadIfNeeded(
+            min_height=crop,
+            min_width=crop,
+            position="top_left",
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=IGNORE_INDEX,
+        ),
         A.RandomCrop(height=crop, width=crop),
     ]
     if hflip:
@@ -83,22 +100,25 @@ def segmentation_train_transform(crop: int, base_size: int, mean: Sequence[float
 
 def segmentation_eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
     """Short side to ``size`` and a centre square crop; the mask follows with nearest-neighbour resizing."""
-    return A.Compose([
-        A.SmallestMaxSize(max_size=size),
-        A.CenterCrop(height=size, width=size),
-        A.Normalize(mean=tuple(mean), std=tuple(std)),
-        ToTensorV2(),
-    ])
+    return A.Compose(
+        [
+            A.SmallestMaxSize(max_size=size),
+            A.CenterCrop(height=size, width=size),
+            A.Normalize(mean=tuple(mean), std=tuple(std)),
+            ToTensorV2(),
+        ]
+    )
 
 
 def normalize_transform(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
-    """Normalisation only: evaluation protocols resize inside the inference code and score at the original size."""
+    """Normalisation only: evaluation protocols resize inside the inference code and score at the original
+    size."""
     return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()])
 
 
 def sample_seed(generator: torch.Generator | None = None) -> int:
-    """A seed for one sample: from its own generator (training: a function of seed, epoch and index), else from
-    torch's RNG (seeded per run, per worker and per epoch by Lightning)."""
+    """A seed for one sample: from its own generator (training: a function of seed, epoch and index), else
+    from torch's RNG (seeded per run, per worker and per epoch by Lightning)."""
     return int(torch.randint(0, 2**31 - 1, (), generator=generator).item())
 
 

@@ -1,4 +1,5 @@
-"""The checksum of a file's bytes: what verifies a checkpoint against its manifest and names a weights file."""
+"""The checksum of a file's bytes: what verifies a checkpoint against its manifest and names a weights
+file."""
 
 from __future__ import annotations
 

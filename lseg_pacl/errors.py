@@ -42,7 +42,8 @@ class CheckpointError(UserError):
 
 
 class Preempted(UserError):
-    """SIGTERM or SIGUSR1 arrived: the run saved its state at a step boundary and stopped; ``resume`` continues
-    it. The exit code is EX_TEMPFAIL ("try again"), which the SLURM script answers with a requeue."""
+    """SIGTERM or SIGUSR1 arrived: the run saved its state at a step boundary and stopped; ``resume``
+    continues it. The exit code is EX_TEMPFAIL ("try again"), which the SLURM script answers with a
+    requeue."""
 
     exit_code = 75

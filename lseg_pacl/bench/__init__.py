@@ -32,8 +32,13 @@ SUITES: dict[str, Callable[..., dict[str, dict]]] = {  # suite(full, device) -> 
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def run_bench(suites: list[str], out: Path, full: bool = False) -> dict:

@@ -28,8 +28,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Smooth colour fields plus noise: compresses like a photograph, unlike flat colour."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    chans = [128 + 60 * np.sin(x * rng.uniform(0.005, 0.05) + y * rng.uniform(0.005, 0.05) + rng.uniform(0, 6))
-             for _ in range(3)]
+    chans = [
+        128 + 60 * np.sin(x * rng.uniform(0.005, 0.05) + y * rng.uniform(0.005, 0.05) + rng.uniform(0, 6))
+        for _ in range(3)
+    ]
     img = np.stack(chans, -1) + rng.normal(0, 12, (h, w, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -40,16 +42,19 @@ def jpeg_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_caption_shards(folder: Path, n: int, shards: int, rng: np.random.Generator,
-                         size: tuple[int, int] = (480, 640)) -> list[str]:
+def write_caption_shards(
+    folder: Path, n: int, shards: int, rng: np.random.Generator, size: tuple[int, int] = (480, 640)
+) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     urls = []
     for s in range(shards):
         path = folder / f"{s:05d}.tar"
         with tarfile.open(path, "w") as tar:
             for i in range(s * n // shards, (s + 1) * n // shards):
-                for ext, data in (("jpg", jpeg_bytes(photo(rng, *size))),
-                                  ("txt", f"a dog and a cat on a sofa near a window {i}".encode())):
+                for ext, data in (
+                    ("jpg", jpeg_bytes(photo(rng, *size))),
+                    ("txt", f"a dog and a cat on a sofa near a window {i}".encode()),
+                ):
                     info = tarfile.TarInfo(f"{i:09d}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
@@ -80,8 +85,15 @@ def images_per_second(batches: Iterable[dict]) -> float:
 
 
 def shard_loader(urls: list[str], transform, n: int, workers: int) -> DataLoader:
-    stream = ShardStream([ShardSource(tuple(urls))], transform, batch_size=16, samples_per_epoch=n,
-                         num_workers=workers, resampled=False, shuffle_buffer=64)
+    stream = ShardStream(
+        [ShardSource(tuple(urls))],
+        transform,
+        batch_size=16,
+        samples_per_epoch=n,
+        num_workers=workers,
+        resampled=False,
+        shuffle_buffer=64,
+    )
     return DataLoader(stream, batch_size=None, num_workers=workers)
 
 
@@ -98,24 +110,36 @@ def data_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
         runs: dict[str, Callable[[int], Iterable[dict]]] = {
             "pacl_224_shards": lambda w: shard_loader(urls, pacl, n, w),
             "lseg_480_ade20k": lambda w: DataLoader(
-                SegmentationSet("ade20k", tmp, "training", lseg), batch_size=8, num_workers=w,
-                collate_fn=collate_segmentation),
+                SegmentationSet("ade20k", tmp, "training", lseg),
+                batch_size=8,
+                num_workers=w,
+                collate_fn=collate_segmentation,
+            ),
         }
         for name, loader in runs.items():
             rates = {w: images_per_second(loader(w)) for w in (1, 2)}
             figures[f"data.{name}.images_per_s_per_worker"] = {"value": rates[1], "unit": "images/s"}
             figures[f"data.{name}.images_per_s_2_workers"] = {"value": rates[2], "unit": "images/s"}
             figures[f"data.{name}.scaling_2_vs_1_workers"] = {"value": rates[2] / rates[1], "unit": "ratio"}
-        # Reduced-size JPEG decoding (images.py), on and off side by side, 1 worker: web-sized 1280x960 images at
-        # the PACL recipe, and COCO-sized 640x480 ones without cropping (the cacheable recipe).
+        # Reduced-size JPEG decoding (images.py), on and off side by side, 1 worker: web-sized 1280x960 images
+        # at the PACL recipe, and COCO-sized 640x480 ones without cropping (the cacheable recipe).
         for name, files, scale_min in (("web_1280_crop", web, 0.5), ("coco_640_nocrop", urls, 1.0)):
             rates = {}
             for reduced in (False, True):
-                t = caption_train_transform(224, CLIP_MEAN, CLIP_STD, scale_min=scale_min, hflip=False,
-                                            reduced_decode=reduced)
+                t = caption_train_transform(
+                    224, CLIP_MEAN, CLIP_STD, scale_min=scale_min, hflip=False, reduced_decode=reduced
+                )
                 rates[reduced] = images_per_second(shard_loader(files, t, n // 2, 1))
-            figures[f"data.pacl_224_{name}.images_per_s_full_decode"] = {"value": rates[False], "unit": "images/s"}
-            figures[f"data.pacl_224_{name}.images_per_s_reduced_decode"] = {"value": rates[True], "unit": "images/s"}
-            figures[f"data.pacl_224_{name}.reduced_decode_speedup"] = {"value": rates[True] / rates[False],
-                                                                       "unit": "x"}
+            figures[f"data.pacl_224_{name}.images_per_s_full_decode"] = {
+                "value": rates[False],
+                "unit": "images/s",
+            }
+            figures[f"data.pacl_224_{name}.images_per_s_reduced_decode"] = {
+                "value": rates[True],
+                "unit": "images/s",
+            }
+            figures[f"data.pacl_224_{name}.reduced_decode_speedup"] = {
+                "value": rates[True] / rates[False],
+                "unit": "x",
+            }
     return figures

@@ -1,8 +1,8 @@
-"""Suite ``eval``: zero-shot inference throughput (images/s) of the three protocol shapes (evaluation/inference.py),
-as ``lseg-pacl eval`` runs them, without the data loading:
+"""Suite ``eval``: zero-shot inference throughput (images/s) of the three protocol shapes
+(evaluation/inference.py), as ``lseg-pacl eval`` runs them, without the data loading:
 
-- ``demo``: the demo model (tiny CLIP, random weights) on 64 px images, batch 32: whole; sliding 48/24 windows;
-  multi-scale (0.5..1.75 x flip, sliding).
+- ``demo``: the demo model (tiny CLIP, random weights) on 64 px images, batch 32: whole; sliding 48/24
+  windows; multi-scale (0.5..1.75 x flip, sliding).
 - ``vitb16``: CLIP ViT-B/16 (random weights) with the SCLIP protocol size on ADE20K-sized images (683 x 512,
   150 classes): whole at short side 336; sliding 224/112 windows; LSeg-style multi-scale (long side 520 x
   0.5..1.75, flip, 480/320 windows). One image at a time, as eval runs.
@@ -21,8 +21,9 @@ from lseg_pacl.objectives.zeroshot import zero_shot_logits
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
-def images_per_second(clip: ClipBackbone, images: torch.Tensor, names: tuple[str, ...], protocol: Protocol,
-                      repeats: int) -> float:
+def images_per_second(
+    clip: ClipBackbone, images: torch.Tensor, names: tuple[str, ...], protocol: Protocol, repeats: int
+) -> float:
     classes = clip.class_embeddings(names, ("a photo of a {}.",)).to(images.device)
 
     def logits(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,9 @@ def eval_suite(full: bool, device: str = "cpu", vitb16: bool = True) -> dict[str
         "multiscale": Protocol("slide", 64, crop=48, stride=24, scales=SCALES, flip=True, patch=8),
     }.items():
         figures[f"eval.demo_{mode}_images_per_s"] = {
-            "value": images_per_second(demo, demo_images, demo_names, proto, 3), "unit": "images/s"}
+            "value": images_per_second(demo, demo_images, demo_names, proto, 3),
+            "unit": "images/s",
+        }
     if not vitb16:
         return figures
     vit = ClipBackbone("ViT-B-16-quickgelu", None).to(device).eval()
@@ -54,11 +57,15 @@ def eval_suite(full: bool, device: str = "cpu", vitb16: bool = True) -> dict[str
     for mode, proto in {
         "whole_336": Protocol("whole", 336),
         "slide_336": Protocol("slide", 336, crop=224, stride=112),
-        "multiscale_520": Protocol("slide", 520, resize="long", crop=480, stride=320, scales=SCALES, flip=True),
+        "multiscale_520": Protocol(
+            "slide", 520, resize="long", crop=480, stride=320, scales=SCALES, flip=True
+        ),
     }.items():
         if mode.startswith("multiscale") and not full and device == "cpu":
             proto = Protocol("slide", 520, resize="long", crop=480, stride=320, scales=(1.0,), flip=True)
             mode = "multiscale_520_scale1_flip"  # one of the 12 views' sizes (full=true: all of them)
         figures[f"eval.vitb16_{mode}_images_per_s"] = {
-            "value": images_per_second(vit, ade, names, proto, 1), "unit": "images/s (ADE20K size, 150 classes)"}
+            "value": images_per_second(vit, ade, names, proto, 1),
+            "unit": "images/s (ADE20K size, 150 classes)",
+        }
     return figures

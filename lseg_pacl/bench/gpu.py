@@ -16,8 +16,8 @@ from lseg_pacl.bench.measure import seconds
 
 
 def vit_macs(width: int, layers: int, patch: int, image: int, mlp_ratio: float = 4.0) -> float:
-    """Multiply-accumulates of one ViT image forward: patch embedding plus, per layer and token, the qkv and output
-    projections (4 d^2), the MLP (2 * mlp_ratio * d^2) and attention (2 N d)."""
+    """Multiply-accumulates of one ViT image forward: patch embedding plus, per layer and token, the qkv and
+    output projections (4 d^2), the MLP (2 * mlp_ratio * d^2) and attention (2 N d)."""
     patches = (image // patch) ** 2
     tokens = patches + 1
     per_token = (4 + 2 * mlp_ratio) * width**2 + 2 * tokens * width
@@ -33,16 +33,13 @@ def matmul_tflops(device: str, n: int = 8192) -> float:
 def gpu_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
     if not device.startswith("cuda"):
         return {"gpu.available": {"value": 0, "unit": "no CUDA device: nothing measured"}}
-    from lseg_pacl.bench.feature_cache import _trainable_step
-    from lseg_pacl.config.loading import load_config, to_plain
-    from lseg_pacl.objectives import build_objective
-    from lseg_pacl.objectives.texts import caption_texts
+    from lseg_pacl.bench.feature_cache import caption_batch, trainable_step, vitb16_pacl
 
     torch.backends.cuda.matmul.allow_tf32 = True
     figures: dict[str, dict] = {"gpu.available": {"value": 1, "unit": torch.cuda.get_device_name(0)}}
     rate = matmul_tflops(device)
     figures["gpu.matmul_bf16_tflops"] = {"value": rate, "unit": "TFLOP/s"}
-    module = build_objective(to_plain(load_config("pacl_vitb16", ["model.clip.pretrained=null"]))).to(device).train()
+    module = vitb16_pacl(device)
     visual = module.clip.model.visual
     macs = vit_macs(module.clip.width, len(visual.transformer.resblocks), module.clip.patch_size, 224)
     images = torch.randn(256, 3, 224, 224, device=device)
@@ -50,32 +47,36 @@ def gpu_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
         per_s = 256 / seconds(lambda: module.clip.patch_tokens(images), repeats=5, warmup=2)
     ceiling = rate * 1e12 / (2 * macs)
     figures["gpu.vitb16_forward_bf16_images_per_s"] = {"value": per_s, "unit": "images/s (224, batch 256)"}
-    figures["gpu.vitb16_forward_ceiling_images_per_s"] = {"value": ceiling, "unit": "images/s at the matmul rate"}
+    figures["gpu.vitb16_forward_ceiling_images_per_s"] = {
+        "value": ceiling,
+        "unit": "images/s at the matmul rate",
+    }
     figures["gpu.vitb16_forward_fraction_of_ceiling"] = {"value": per_s / ceiling, "unit": "ratio"}
 
     batch = 1024
     big = torch.randn(batch, 3, 224, 224, device=device)
-    nouns = [["dog", "frisbee", "grass"], ["man", "bicycle", "street"], ["cat", "sofa"], ["plate", "pizza", "table"]]
-    captions = [f"a photo of a {n[0]} with a {n[1]} number {i}" for i, n in enumerate(nouns * (batch // 4))]
-    texts, positives = caption_texts({"caption": captions, "nouns": nouns * (batch // 4)}, 7)
-    positives = positives.to(device)
+    texts, positives = caption_batch(batch, device)
 
     def live() -> None:
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             tokens = module.clip.patch_tokens(big)
             text_emb = module.clip.encode_text(texts)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            _trainable_step(module, tokens, text_emb, positives)
+            trainable_step(module, tokens, text_emb, positives)
 
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         stored = module.clip.patch_tokens(big).half(), module.clip.encode_text(texts).half()
 
     def cached() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            _trainable_step(module, stored[0], stored[1], positives)
+            trainable_step(module, stored[0], stored[1], positives)
 
-    figures["gpu.pacl_steps_per_s_batch_1024"] = {"value": 1 / seconds(live, repeats=3, warmup=1),
-                                                  "unit": "steps/s (frozen encoders live)"}
-    figures["gpu.pacl_steps_per_s_batch_1024_cached"] = {"value": 1 / seconds(cached, repeats=3, warmup=1),
-                                                         "unit": "steps/s (from stored features)"}
+    figures["gpu.pacl_steps_per_s_batch_1024"] = {
+        "value": 1 / seconds(live, repeats=3, warmup=1),
+        "unit": "steps/s (frozen encoders live)",
+    }
+    figures["gpu.pacl_steps_per_s_batch_1024_cached"] = {
+        "value": 1 / seconds(cached, repeats=3, warmup=1),
+        "unit": "steps/s (from stored features)",
+    }
     return figures

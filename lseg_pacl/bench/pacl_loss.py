@@ -57,13 +57,21 @@ def pacl_loss_suite(full: bool, device: str = "cpu", sizes: tuple[int, ...] | No
                     "value": direct_peak_estimate(n) / 2**30, "unit": "GiB needed at least"}
                 continue
             runs[form] = in_fresh_process(one_case, form, n, device, 3 if n <= 256 else 0)
-            figures[f"pacl_loss.{form}_peak_mib_{n}"] = {"value": runs[form]["peak_bytes"] / 2**20, "unit": "MiB"}
-            figures[f"pacl_loss.{form}_seconds_{n}"] = {"value": runs[form]["seconds"],
-                                                        "unit": "s per forward+backward"}
+            figures[f"pacl_loss.{form}_peak_mib_{n}"] = {
+                "value": runs[form]["peak_bytes"] / 2**20,
+                "unit": "MiB",
+            }
+            figures[f"pacl_loss.{form}_seconds_{n}"] = {
+                "value": runs[form]["seconds"],
+                "unit": "s per forward+backward",
+            }
         if len(runs) == 2:
             figures[f"pacl_loss.memory_ratio_{n}"] = {
                 "value": runs["efficient"]["peak_bytes"] / max(1, runs["direct"]["peak_bytes"]),
-                "unit": "efficient / direct peak memory"}
-            figures[f"pacl_loss.time_ratio_{n}"] = {"value": runs["efficient"]["seconds"] / runs["direct"]["seconds"],
-                                                    "unit": "efficient / direct time"}
+                "unit": "efficient / direct peak memory",
+            }
+            figures[f"pacl_loss.time_ratio_{n}"] = {
+                "value": runs["efficient"]["seconds"] / runs["direct"]["seconds"],
+                "unit": "efficient / direct time",
+            }
     return figures

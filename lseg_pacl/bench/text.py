@@ -26,7 +26,10 @@ def text_suite(full: bool, device: str = "cpu", model: str = "ViT-B-16-quickgelu
         cut = seconds(lambda: clip.encode_text(prompts), repeats=2)
     longest = int(clip.tokenize(prompts).shape[1])
     context = int(clip.model.positional_embedding.shape[0])
-    figures["text.encode_s_full_context_128"] = {"value": full_ctx, "unit": f"s for 128 prompts, {context} tokens"}
+    figures["text.encode_s_full_context_128"] = {
+        "value": full_ctx,
+        "unit": f"s for 128 prompts, {context} tokens",
+    }
     figures["text.encode_s_truncated_128"] = {"value": cut, "unit": f"s for 128 prompts, {longest} tokens"}
     figures["text.truncation_speedup"] = {"value": full_ctx / cut, "unit": "x"}
     for kind in ("raw", "pacl7", *(("imagenet80",) if full else ())):
@@ -34,6 +37,9 @@ def text_suite(full: bool, device: str = "cpu", model: str = "ViT-B-16-quickgelu
         clip.text_cache.clear()
         first = seconds(lambda chosen=chosen: clip.class_embeddings(names, chosen), repeats=1, warmup=0)
         again = seconds(lambda chosen=chosen: clip.class_embeddings(names, chosen), repeats=3, warmup=0)
-        figures[f"text.ade150_{kind}_s"] = {"value": first, "unit": f"s, {len(names) * len(chosen)} prompts, once"}
+        figures[f"text.ade150_{kind}_s"] = {
+            "value": first,
+            "unit": f"s, {len(names) * len(chosen)} prompts, once",
+        }
         figures[f"text.ade150_{kind}_cached_s"] = {"value": again, "unit": "s, served from the cache"}
     return figures

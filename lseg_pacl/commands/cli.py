@@ -1,7 +1,8 @@
 """Command line: ``lseg-pacl train|eval|data ...`` (also ``python -m lseg_pacl``).
 
-Overrides are ``key=value`` words (OmegaConf dotlist), exactly as W&B sweep agents pass ``${args_no_hyphens}``.
-A problem the user can fix prints one message and exits with its code (2 for configuration errors).
+Overrides are ``key=value`` words (OmegaConf dotlist), exactly as W&B sweep agents pass
+``${args_no_hyphens}``. A problem the user can fix prints one message and exits with its code (2 for
+configuration errors).
 """
 
 from __future__ import annotations
@@ -45,17 +46,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from lseg_pacl.commands.predict import predict
 
-    own = {"ckpt": str, "image": str, "labels": str, "out": str,
-           "embeddings": bool, "overwrite": bool, "limit": int}
+    own = {
+        "ckpt": str,
+        "image": str,
+        "labels": str,
+        "out": str,
+        "embeddings": bool,
+        "overwrite": bool,
+        "limit": int,
+    }
     mine = [w for w in args.options if w.partition("=")[0] in own]
     opts = key_values(mine, own)
     missing = [k for k in ("ckpt", "image", "labels") if k not in opts]
     if missing:
-        raise ConfigError(f"predict needs {', '.join(f'{k}=...' for k in missing)} "
-                          f'(e.g. ckpt=runs/.../last.ckpt image=photo.jpg labels="cat, grass, other")')
+        raise ConfigError(
+            f"predict needs {', '.join(f'{k}=...' for k in missing)} "
+            f'(e.g. ckpt=runs/.../last.ckpt image=photo.jpg labels="cat, grass, other")'
+        )
     rest = _eval_shortcuts([w for w in args.options if w not in mine])
-    predict(opts["ckpt"], opts["image"], opts["labels"], opts.get("out", "predictions"),
-            opts.get("embeddings", False), opts.get("overwrite", False), rest, opts.get("limit"))
+    predict(
+        opts["ckpt"],
+        opts["image"],
+        opts["labels"],
+        opts.get("out", "predictions"),
+        opts.get("embeddings", False),
+        opts.get("overwrite", False),
+        rest,
+        opts.get("limit"),
+    )
     return 0
 
 
@@ -115,21 +133,65 @@ def _command(sub, name: str, func, help: str, *positional: str, choices: dict | 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lseg-pacl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    _command(sub, "train", cmd_train, "train an experiment: lseg-pacl train EXP [key=value ...]",
-             "experiment", "overrides")
-    _command(sub, "eval", cmd_eval, "zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
-             "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]", "experiment", "overrides")
-    _command(sub, "data", cmd_data, "datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
-             "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]", "action", "options",
-             choices={"action": list(DATA_ACTIONS)})
-    _command(sub, "predict", cmd_predict, 'segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR '
-             'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]', "options")
-    _command(sub, "sweep", cmd_sweep, "run a W&B sweep file's grid in turn without a W&B server: lseg-pacl sweep "
-             "FILE [dry_run=true] [key=value ...]", "file", "overrides")
-    _command(sub, "score", cmd_score, "score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR "
-             "pred_dir=DIR [split=]", "options")
-    _command(sub, "bench", cmd_bench, "speed and memory figures to bench/results.json: lseg-pacl bench "
-             "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]", "options")
+    _command(
+        sub,
+        "train",
+        cmd_train,
+        "train an experiment: lseg-pacl train EXP [key=value ...]",
+        "experiment",
+        "overrides",
+    )
+    _command(
+        sub,
+        "eval",
+        cmd_eval,
+        "zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
+        "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]",
+        "experiment",
+        "overrides",
+    )
+    _command(
+        sub,
+        "data",
+        cmd_data,
+        "datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
+        "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]",
+        "action",
+        "options",
+        choices={"action": list(DATA_ACTIONS)},
+    )
+    _command(
+        sub,
+        "predict",
+        cmd_predict,
+        "segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR "
+        'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]',
+        "options",
+    )
+    _command(
+        sub,
+        "sweep",
+        cmd_sweep,
+        "run a W&B sweep file's grid in turn without a W&B server: lseg-pacl sweep "
+        "FILE [dry_run=true] [key=value ...]",
+        "file",
+        "overrides",
+    )
+    _command(
+        sub,
+        "score",
+        cmd_score,
+        "score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR pred_dir=DIR [split=]",
+        "options",
+    )
+    _command(
+        sub,
+        "bench",
+        cmd_bench,
+        "speed and memory figures to bench/results.json: lseg-pacl bench "
+        "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]",
+        "options",
+    )
     return p
 
 

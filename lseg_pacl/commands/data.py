@@ -1,5 +1,5 @@
-"""``lseg-pacl data synth|classes|check``: write the synthetic world, list a dataset's classes, check a dataset's
-files (data_modules/)."""
+"""``lseg-pacl data synth|classes|check``: write the synthetic world, list a dataset's classes, check a
+dataset's files (data_modules/)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def _dataset_name(opts: dict, action: str) -> str:
 
     name = opts.get("dataset")
     if name not in DATASET_NAMES:
-        raise ConfigError(f"data {action} needs dataset=NAME with NAME one of: {', '.join(DATASET_NAMES)}"
-                          + (f" (got '{name}')" if name else ""))
+        raise ConfigError(
+            f"data {action} needs dataset=NAME with NAME one of: {', '.join(DATASET_NAMES)}"
+            + (f" (got '{name}')" if name else "")
+        )
     return name
 
 
@@ -43,8 +45,10 @@ def _data_classes(options: list[str]) -> list[str]:
     bench = BENCHMARKS[name]
     root = opts.get("root") or ("data/synthetic" if bench.classes is None else None)
     if root and bench.classes is None and not Path(root).is_dir():
-        raise MissingInputError(f"{root} does not exist: pass root=DIR, the folder holding {name}'s "
-                                f"classnames.json and {bench.folder}/")
+        raise MissingInputError(
+            f"{root} does not exist: pass root=DIR, the folder holding {name}'s "
+            f"classnames.json and {bench.folder}/"
+        )
     try:
         return list(bench.class_names(dataset_dir(bench, root) if root else None))
     except ValueError as exc:

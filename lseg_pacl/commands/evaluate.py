@@ -21,7 +21,8 @@ from lseg_pacl.training.plan import experiment_root, new_run_id
 
 
 def eval_dir(ckpt: str | None, cfg: DictConfig) -> Path:
-    """<run dir>/eval for a checkpoint of a run; <run.root>/<experiment>/eval-<id> for a training-free model."""
+    """<run dir>/eval for a checkpoint of a run; <run.root>/<experiment>/eval-<id> for a training-free
+    model."""
     if ckpt:
         path = Path(ckpt).expanduser().resolve()
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
@@ -41,15 +42,19 @@ def model_to_evaluate(cfg: DictConfig, overrides: list[str]) -> ZeroShotObjectiv
 def evaluate(experiment: str, overrides: list[str]) -> dict:
     cfg = load_config(experiment, overrides)
     if cfg.stages:
-        raise ConfigError(f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
-                          f"with ckpt=<that stage's checkpoint>")
+        raise ConfigError(
+            f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
+            f"with ckpt=<that stage's checkpoint>"
+        )
     ensure_synthetic(cfg)
     roots = check_benchmarks(cfg, list(cfg.eval.benchmarks) or None)
     device = device_for(cfg)
     module = model_to_evaluate(cfg, overrides).to(device).eval()
     out = eval_dir(cfg.eval.ckpt, cfg)
     images: list = []
-    results = {name: evaluate_benchmark(cfg, module, name, root, out, device, images) for name, root in roots.items()}
+    results = {
+        name: evaluate_benchmark(cfg, module, name, root, out, device, images) for name, root in roots.items()
+    }
     merged = write_reports(out, results, title=f"{experiment}: zero-shot segmentation")
     to_wandb(cfg.logger.wandb, out, results, images, name=f"eval/{experiment}")
     for name, r in results.items():

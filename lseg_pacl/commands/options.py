@@ -1,4 +1,5 @@
-"""Plain ``key=value`` options of the commands that take no experiment config (predict, score, bench, data)."""
+"""Plain ``key=value`` options of the commands that take no experiment config (predict, score, bench,
+data)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ def key_values(words: list[str], allowed: dict[str, type]) -> dict:
     for word in words:
         key, sep, value = word.partition("=")
         if not sep or key not in allowed:
-            raise ConfigError(f"unexpected argument '{word}'; expected key=value with key in: {', '.join(allowed)}")
+            raise ConfigError(
+                f"unexpected argument '{word}'; expected key=value with key in: {', '.join(allowed)}"
+            )
         if allowed[key] is bool:
             out[key] = parse_bool(value, key)
             continue

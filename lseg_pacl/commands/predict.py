@@ -1,12 +1,12 @@
 """``lseg-pacl predict``: segment your own images with your own words.
 
 For each image: ``<stem>_overlay.png`` (the image with the segmentation blended in and a legend),
-``<stem>_labels.png`` (a palette PNG of label ids at the image's own size) and ``<stem>.json`` (the labels and each
-label's share of the pixels); with ``embeddings=true`` also ``<stem>_embeddings.safetensors`` (the dense unit
-embeddings on the model's grid, with the grid in the metadata). The model is a checkpoint of any objective, or an
-experiment's training-free model (the baselines); the protocol (mode, templates, scales, flip) is the eval.*
-section of its config, overridable with key=value words. A file that cannot be read is reported and skipped;
-nothing is overwritten unless ``overwrite=true``.
+``<stem>_labels.png`` (a palette PNG of label ids at the image's own size) and ``<stem>.json`` (the labels and
+each label's share of the pixels); with ``embeddings=true`` also ``<stem>_embeddings.safetensors`` (the dense
+unit embeddings on the model's grid, with the grid in the metadata). The model is a checkpoint of any
+objective, or an experiment's training-free model (the baselines); the protocol (mode, templates, scales,
+flip) is the eval.* section of its config, overridable with key=value words. A file that cannot be read is
+reported and skipped; nothing is overwritten unless ``overwrite=true``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,13 @@ def image_files(path: str, out_dir: Path | None = None) -> list[Path]:
         return [p]
     if p.is_dir():
         own = ("_overlay.png", "_labels.png", "_embeddings.safetensors", ".json")
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                       and not (out_dir is not None and p.resolve() == out_dir.resolve() and f.name.endswith(own)))
+        files = sorted(
+            f
+            for f in p.iterdir()
+            if f.is_file()
+            and not f.name.startswith(".")
+            and not (out_dir is not None and p.resolve() == out_dir.resolve() and f.name.endswith(own))
+        )
         if not files:
             raise MissingInputError(f"{p} holds no files")
         return files
@@ -72,7 +77,9 @@ def load_model(ckpt: str, overrides: list[str]):
     if path.is_file():
         module = load_objective(path)
         cfg = saved_with_overrides(module.cfg, overrides)
-        if cfg.model.clip.last_block != module.cfg.model.clip.last_block:  # a training-free variant of its CLIP
+        if (
+            cfg.model.clip.last_block != module.cfg.model.clip.last_block
+        ):  # a training-free variant of its CLIP
             module = load_objective(path, last_block=cfg.model.clip.last_block)
         return module, cfg
     if ckpt in available_experiments():
@@ -80,8 +87,9 @@ def load_model(ckpt: str, overrides: list[str]):
         if cfg.stages:
             raise ConfigError(f"'{ckpt}' is a pipeline: pass one of its stages' checkpoints as ckpt=")
         return build_objective(to_plain(cfg)), cfg
-    raise MissingInputError(f"ckpt={ckpt} is neither a checkpoint file nor an experiment "
-                            f"({', '.join(available_experiments())})")
+    raise MissingInputError(
+        f"ckpt={ckpt} is neither a checkpoint file nor an experiment ({', '.join(available_experiments())})"
+    )
 
 
 def _write_embeddings(module, image: torch.Tensor, short_side: int, path: Path) -> None:
@@ -92,13 +100,27 @@ def _write_embeddings(module, image: torch.Tensor, short_side: int, path: Path) 
     x = x[..., : x.shape[-2] // p * p, : x.shape[-1] // p * p]
     grid = module.dense_grid(x.shape[-2], x.shape[-1])
     dense = torch.nn.functional.normalize(module.dense_embeddings(x).float(), dim=-1)[0]
-    save_file({"embeddings": dense.reshape(grid[0], grid[1], -1).contiguous().cpu()}, str(path),
-              metadata={"grid": f"{grid[0]},{grid[1]}", "input_size": f"{x.shape[-2]},{x.shape[-1]}",
-                        "layout": "[grid_h, grid_w, dim], unit vectors, row-major"})
+    save_file(
+        {"embeddings": dense.reshape(grid[0], grid[1], -1).contiguous().cpu()},
+        str(path),
+        metadata={
+            "grid": f"{grid[0]},{grid[1]}",
+            "input_size": f"{x.shape[-2]},{x.shape[-1]}",
+            "layout": "[grid_h, grid_w, dim], unit vectors, row-major",
+        },
+    )
 
 
-def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embeddings: bool = False,
-            overwrite: bool = False, overrides: list[str] | None = None, limit: int | None = None) -> dict:
+def predict(
+    ckpt: str,
+    image: str,
+    labels: str,
+    out: str = "predictions",
+    embeddings: bool = False,
+    overwrite: bool = False,
+    overrides: list[str] | None = None,
+    limit: int | None = None,
+) -> dict:
     names = parse_labels(labels)
     out_dir = Path(out).expanduser()
     files = image_files(image, out_dir)
@@ -116,16 +138,21 @@ def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embedd
     progress = _progress(files)
     for file in progress:
         name = file.stem if stems.count(file.stem) == 1 else file.name  # a.jpg and a.png: a.jpg_*, a.png_*
-        targets = [out_dir / t.format(name) for t in OUTPUTS] + ([out_dir / EMBEDDINGS.format(name)] if embeddings
-                                                                 else [])
+        targets = [out_dir / t.format(name) for t in OUTPUTS] + (
+            [out_dir / EMBEDDINGS.format(name)] if embeddings else []
+        )
         existing = [t for t in targets if t.exists()]
         if existing and not overwrite:
-            problems.append({"file": str(file), "reason": f"{existing[0]} exists (overwrite=true replaces it)"})
+            problems.append(
+                {"file": str(file), "reason": f"{existing[0]} exists (overwrite=true replaces it)"}
+            )
             continue
         try:
             rgb = read_rgb(file)
         except BadSample as exc:
-            problems.append({"file": str(file), "reason": f"not a readable image ({exc.detail or exc.reason})"})
+            problems.append(
+                {"file": str(file), "reason": f"not a readable image ({exc.detail or exc.reason})"}
+            )
             continue
         x = ((torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255 - mean) / std).to(device)
         with torch.no_grad(), autocast_for(cfg, device):
@@ -136,8 +163,12 @@ def predict(ckpt: str, image: str, labels: str, out: str = "predictions", embedd
         overlay(rgb, ids, names, title=file.name).save(targets[0])
         _palette_png(ids, len(names)).save(targets[1])
         counts = np.bincount(ids.ravel(), minlength=len(names))
-        summary = {"image": str(file), "size": [int(rgb.shape[0]), int(rgb.shape[1])], "labels": list(names),
-                   "share": {n: round(float(c) / ids.size, 6) for n, c in zip(names, counts, strict=True)}}
+        summary = {
+            "image": str(file),
+            "size": [int(rgb.shape[0]), int(rgb.shape[1])],
+            "labels": list(names),
+            "share": {n: round(float(c) / ids.size, 6) for n, c in zip(names, counts, strict=True)},
+        }
         targets[2].write_text(json.dumps(summary, indent=2), encoding="utf-8")
         done.append(str(file))
     for p in problems:

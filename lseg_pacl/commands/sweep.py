@@ -1,9 +1,10 @@
 """``lseg-pacl sweep FILE``: run a W&B sweep file's grid one trial after another, without a W&B server.
 
-The file is the one ``wandb sweep`` takes (``make sweep``): ``method: grid``, ``parameters`` with ``values`` or
-``value``, and a ``command`` that runs ``lseg_pacl train EXP ... ${args_no_hyphens}``. Every combination becomes
-``key=value`` overrides, exactly as a W&B agent would pass them; a failing trial is reported and the next runs.
-The trials' final metrics are written after every trial to <run.root>/sweeps/<name>-<id>/results.json.
+The file is the one ``wandb sweep`` takes (``make sweep``): ``method: grid``, ``parameters`` with ``values``
+or ``value``, and a ``command`` that runs ``lseg_pacl train EXP ... ${args_no_hyphens}``. Every combination
+becomes ``key=value`` overrides, exactly as a W&B agent would pass them; a failing trial is reported and the
+next runs. The trials' final metrics are written after every trial to
+<run.root>/sweeps/<name>-<id>/results.json.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def read_sweep(path: str | Path) -> dict:
     if not isinstance(sweep, dict) or not isinstance(sweep.get("parameters"), dict):
         raise ConfigError(f"{path}: a sweep file needs a 'parameters' mapping")
     if sweep.get("method", "grid") != "grid":
-        raise ConfigError(f"{path}: lseg-pacl sweep runs grids only (method: grid); random and bayes need a W&B "
-                          f"server (make sweep / make agent)")
+        raise ConfigError(
+            f"{path}: lseg-pacl sweep runs grids only (method: grid); random and bayes need a W&B "
+            f"server (make sweep / make agent)"
+        )
     return sweep
 
 
@@ -39,7 +42,7 @@ def sweep_command(sweep: dict) -> tuple[str, list[str]]:
     if "train" not in command or command.index("train") + 1 >= len(command):
         raise ConfigError("the sweep's command must run `lseg_pacl train EXP ... ${args_no_hyphens}`")
     i = command.index("train")
-    fixed = [w for w in command[i + 2:] if "=" in w and not w.startswith("${")]
+    fixed = [w for w in command[i + 2 :] if "=" in w and not w.startswith("${")]
     return command[i + 1], fixed
 
 
@@ -51,7 +54,9 @@ def combinations(parameters: dict) -> list[list[str]]:
             raise ConfigError(f"sweep parameter '{key}' needs 'values: [...]' or 'value: ...'")
         keys.append(key)
         choices.append(list(spec["values"]) if "values" in spec else [spec["value"]])
-    return [[f"{k}={_word(v)}" for k, v in zip(keys, combo, strict=True)] for combo in itertools.product(*choices)]
+    return [
+        [f"{k}={_word(v)}" for k, v in zip(keys, combo, strict=True)] for combo in itertools.product(*choices)
+    ]
 
 
 def _word(value: object) -> str:
@@ -81,12 +86,16 @@ def run_sweep(path: str, extra: list[str], dry_run: bool = False) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 - one failing trial must not end the sweep
             print(f"trial {n} failed: {type(exc).__name__}: {exc}")
             results.append({"params": params, "error": f"{type(exc).__name__}: {exc}"})
-        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")  # after every trial
+        (out / "results.json").write_text(
+            json.dumps(results, indent=2), encoding="utf-8"
+        )  # after every trial
     if out is not None:
         for r in results:
             shown = r.get(metric)
-            print(f"{' '.join(r['params']):<60} {metric}={shown if shown is None else round(shown, 4)}"
-                  + (f"  (failed: {r['error']})" if "error" in r else ""))
+            print(
+                f"{' '.join(r['params']):<60} {metric}={shown if shown is None else round(shown, 4)}"
+                + (f"  (failed: {r['error']})" if "error" in r else "")
+            )
         print(f"written: {out / 'results.json'}")
     return results
 

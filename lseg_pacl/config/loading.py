@@ -1,9 +1,10 @@
 """The one place configuration is read: experiment files and command-line overrides, merged once.
 
-An experiment is built in layers: schema defaults <- its bases (``base: a`` or ``base: [a, b]``, each with its own
-bases first, every file once) <- experiments/<EXP>.yaml <- command-line ``key=value`` overrides (OmegaConf's
-dotlist form, as W&B sweep agents write them). The result is a read-only struct config: an unknown key or a value
-of the wrong type is a ``ConfigError`` naming the key and the closest valid keys (exit code 2).
+An experiment is built in layers: schema defaults <- its bases (``base: a`` or ``base: [a, b]``, each with its
+own bases first, every file once) <- experiments/<EXP>.yaml <- command-line ``key=value`` overrides
+(OmegaConf's dotlist form, as W&B sweep agents write them). The result is a read-only struct config: an
+unknown key or a value of the wrong type is a ``ConfigError`` naming the key and the closest valid keys (exit
+code 2).
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ def _bases(node: DictConfig, path: Path) -> list[str]:
     return names
 
 
-def layers(name: str, seen: tuple[str, ...] = (), done: set[str] | None = None) -> list[tuple[Path, DictConfig]]:
+def layers(
+    name: str, seen: tuple[str, ...] = (), done: set[str] | None = None
+) -> list[tuple[Path, DictConfig]]:
     """The experiment's files in merge order: each base's layers (depth first, left to right), then the file
     itself; a file reached twice (two bases sharing one) is merged once, where it is first reached."""
     if name in seen:
@@ -140,8 +143,11 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
     try:
         return OmegaConf.from_dotlist(list(overrides))
     except (OmegaConfBaseException, yaml.YAMLError) as exc:
-        hint = " (quote values holding braces or colons, e.g. urls: ['/d/{00000..00009}.tar'])" \
-            if isinstance(exc, yaml.YAMLError) else ""
+        hint = (
+            " (quote values holding braces or colons, e.g. urls: ['/d/{00000..00009}.tar'])"
+            if isinstance(exc, yaml.YAMLError)
+            else ""
+        )
         raise ConfigError(f"cannot parse overrides {overrides}: {str(exc).splitlines()[0]}{hint}") from None
 
 
@@ -181,7 +187,8 @@ def load_saved(path: Path) -> DictConfig:
 
 
 def saved_with_overrides(saved: DictConfig, overrides: list[str], where: str = "command line") -> DictConfig:
-    """A saved config (a run's, a checkpoint's) with this launch's overrides, merged once; validated, read-only."""
+    """A saved config (a run's, a checkpoint's) with this launch's overrides, merged once; validated,
+    read-only."""
     cfg = _merge(schema(), OmegaConf.to_container(saved), "saved config")
     return _finish(_merge(cfg, parse_overrides(overrides), where))
 

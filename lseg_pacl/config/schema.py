@@ -1,10 +1,10 @@
 """The experiment schema: every config key, its type and a neutral default.
 
-Defaults here carry no recipe: a value that belongs to a method's or a paper's recipe (a backbone, a learning rate,
-an augmentation, an evaluation protocol) is stated by the experiment that uses it (experiments/*.yaml). Keys a
-command cannot run without default to None and are required by that command (``config/validation.py``). Values
-that define a method as this project implements it (PACL's temperature, LSeg's official constants) stay here;
-docs/methods.md says why each was chosen.
+Defaults here carry no recipe: a value that belongs to a method's or a paper's recipe (a backbone, a learning
+rate, an augmentation, an evaluation protocol) is stated by the experiment that uses it (experiments/*.yaml).
+Keys a command cannot run without default to None and are required by that command (``config/validation.py``).
+Values that define a method as this project implements it (PACL's temperature, LSeg's official constants) stay
+here; docs/methods.md says why each was chosen.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 @dataclass
 class ClipConfig:
-    """Which open_clip model and weights; ``pretrained`` is a tag (e.g. openai), a local file, or null (random)."""
+    """Which open_clip model and weights; ``pretrained`` is a tag (e.g. openai), a local file, or null
+    (random)."""
 
     name: str | None = None  # an open_clip model name (required)
     pretrained: str | None = None
@@ -32,8 +33,9 @@ class PaclConfig:
     # weights, so the default sharpens them tenfold (docs/methods.md#pacl).
     temperature: float = 0.1
     learn_temperature: bool = False
-    # Start the skip branch of the embedder as CLIP's own projection (and the main branch at zero), so PACL starts
-    # from CLIP's own dense features. Off by default: on the demo it converged worse than a fresh embedder.
+    # Start the skip branch of the embedder as CLIP's own projection (and the main branch at zero), so PACL
+    # starts from CLIP's own dense features. Off by default: on the demo it converged worse than a fresh
+    # embedder.
     init_skip_from_proj: bool = False
     freeze_vision: bool = True
     freeze_text: bool = True
@@ -44,7 +46,7 @@ class LsegConfig:
     """LSeg (docs/methods.md#lseg): a DPT image encoder on a timm ViT against the frozen CLIP text encoder."""
 
     backbone: str | None = None  # models/dpt.py BACKBONES (required for objective lseg)
-    backbone_pretrained: str | None = None  # timm's ImageNet weights ("imagenet" or a tag), a local file, or null
+    backbone_pretrained: str | None = None
     features: int = 256  # DPT fusion width
     spatial_reg: str = "none"  # none | depthwise | bottleneck
     block_depth: int = 2
@@ -83,8 +85,8 @@ class OptimConfig:
     schedule: str = "constant"  # constant | cosine | poly
     poly_power: float = 0.9
     momentum: float = 0.0  # sgd
-    # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many in
-    # a row stop the run with a message.
+    # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many
+    # in a row stop the run with a message.
     max_nonfinite_steps: int = 10
     warmup_steps: int = 0
 
@@ -105,18 +107,21 @@ class SyntheticConfig:
 class ShardSourceConfig:
     """One caption source in img2dataset's webdataset layout: brace patterns or lists, local paths or URLs."""
 
-    urls: list[str] = field(default_factory=list)  # quote brace patterns in YAML: ['/data/cc3m/{00000..00331}.tar']
+    urls: list[str] = field(
+        default_factory=list
+    )  # quote brace patterns in YAML: ['/data/cc3m/{00000..00331}.tar']
     weight: float = 1.0  # mixing weight among sources, per sample
 
 
 @dataclass
 class TrainDataConfig:
-    # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards | segmentation (masks of `dataset`)
+    # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards | segmentation (masks of
+    # `dataset`)
     format: str | None = None  # required for training
     root: str | None = None  # coco: the folder holding annotations/; segmentation: the dataset's folder
     split: str | None = None  # coco and segmentation (required): e.g. train2017, training
     dataset: str | None = None  # format=segmentation (required): the benchmark whose training split to learn
-    base_size: int | None = None  # format=segmentation (required): the long side drawn from scale_range x this
+    base_size: int | None = None
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
     samples_per_epoch: int | None = None  # format=shards (required): the epoch length, over all ranks
@@ -125,19 +130,22 @@ class TrainDataConfig:
     image_size: int | None = None  # the training crop (required)
     crop_scale_min: float = 1.0  # RandomResizedCrop lower scale bound (caption formats; 1.0: no crop)
     hflip: bool = False
-    # PACL with frozen encoders: keep the frozen patch tokens and text embeddings (float16) on disk and read them
-    # in later epochs (training/feature_caching.py). The image side needs a deterministic transform
-    # (crop_scale_min 1.0, hflip false) and coco-format data; otherwise only texts are cached, and the log says why.
+    # PACL with frozen encoders: keep the frozen patch tokens and text embeddings (float16) on disk and read
+    # them in later epochs (training/feature_caching.py). The image side needs a deterministic transform
+    # (crop_scale_min 1.0, hflip false) and coco-format data; otherwise only texts are cached, and the log
+    # says why.
     feature_cache: bool = False
     feature_cache_dir: str | None = None  # None: <run.root>/feature_cache (keyed, shared by runs safely)
 
 
 @dataclass
 class SegDataConfig:
-    # Zero-shot validation benchmarks, one DataLoader each (data_modules/benchmarks.py); val/mIoU is their mean,
-    # val/mIoU/<name> each one. At least one is required.
+    # Zero-shot validation benchmarks, one DataLoader each (data_modules/benchmarks.py); val/mIoU is their
+    # mean, val/mIoU/<name> each one. At least one is required.
     datasets: list[str] = field(default_factory=list)
-    roots: dict[str, str] = field(default_factory=dict)  # per-dataset folder (None: <data.root>/<standard name>)
+    roots: dict[str, str] = field(
+        default_factory=dict
+    )  # per-dataset folder (None: <data.root>/<standard name>)
     split: str | None = None  # None: each dataset's validation split; a value applies to every dataset
     image_size: int | None = None  # resize the short side, centre-crop a square (required for training)
     max_images: int | None = None
@@ -164,7 +172,9 @@ class EvalConfig:
     ckpt: str | None = None  # a checkpoint of this project; None: the experiment's own (training-free) model
     benchmarks: list[str] = field(default_factory=list)  # empty: data.val.datasets
     templates: str = "raw"  # raw | pacl7 | imagenet80 (each prompt normalised, averaged, re-normalised)
-    class_names: dict[str, str] = field(default_factory=dict)  # benchmark -> synonym file (evaluation/labels.py)
+    class_names: dict[str, str] = field(
+        default_factory=dict
+    )  # benchmark -> synonym file (evaluation/labels.py)
     mode: str = "whole"  # whole | slide
     short_side: int | None = None  # resize the short side to this (None: data.val.image_size, else as it is)
     resize: str = "short"  # short | long: which side short_side sets (LSeg's protocol: long side 520 x scale)
@@ -226,7 +236,7 @@ class RunConfig:
     dir: str | None = None  # an explicit run directory instead
     id: str | None = None  # chosen by the run plan (also the W&B run id)
     experiment: str | None = None  # set by the loader
-    keep_last: int = 2  # training states kept: last.ckpt and the newest keep_last - 1 before it (checkpointing.py)
+    keep_last: int = 2
 
 
 @dataclass
@@ -234,12 +244,12 @@ class ExperimentConfig:
     # One experiment or a list of them, merged in order before this file (each with its own bases first).
     base: Any = None
     description: str = ""
-    # A pipeline: run these experiments in order in one run directory; a stage may take the CLIP weights of the
-    # stage before it with model.clip.pretrained=previous_stage.
+    # A pipeline: run these experiments in order in one run directory; a stage may take the CLIP weights of
+    # the stage before it with model.clip.pretrained=previous_stage.
     stages: list[str] = field(default_factory=list)
     seed: int = 0
-    # A run directory; "last" (the newest run of this experiment); "auto" (continue run.dir / run.id / the SLURM
-    # job's run when it has a checkpoint, else start it: what a requeued job passes).
+    # A run directory; "last" (the newest run of this experiment); "auto" (continue run.dir / run.id / the
+    # SLURM job's run when it has a checkpoint, else start it: what a requeued job passes).
     resume: str | None = None
     run: RunConfig = field(default_factory=RunConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -16,8 +16,8 @@ from lseg_pacl.errors import ConfigError
 
 
 def choices() -> dict[str, tuple[str, ...]]:
-    """Each key that names a registered thing -> the registered names (imported here, late: the registries live
-    with the code they name, which itself reads configs)."""
+    """Each key that names a registered thing -> the registered names (imported here, late: the registries
+    live with the code they name, which itself reads configs)."""
     from lseg_pacl.evaluation.inference import MODES, RESIZE_SIDES
     from lseg_pacl.evaluation.labels import BACKGROUND_RULES
     from lseg_pacl.models.last_block import VARIANTS
@@ -68,15 +68,19 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.objective == "lseg" and not cfg.model.lseg.backbone:
         raise ConfigError("model.objective=lseg needs model.lseg.backbone (e.g. vit_large_patch16_384)")
     if not 0 <= cfg.model.noun_prompt_templates <= 7:
-        raise ConfigError(f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7")
+        raise ConfigError(
+            f"model.noun_prompt_templates={cfg.model.noun_prompt_templates}: must be 0 (off) to 7"
+        )
     if cfg.model.pacl.temperature <= 0:
         raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
     _validate_eval(cfg.eval)
     _validate_data(cfg.data)
     fmt = cfg.data.train.format
     if fmt is not None and (cfg.model.objective == "lseg") != (fmt == "segmentation"):
-        raise ConfigError(f"model.objective={cfg.model.objective} with data.train.format={fmt}: lseg trains on "
-                          f"masks (format segmentation); clip and pacl on captions (coco, shards)")
+        raise ConfigError(
+            f"model.objective={cfg.model.objective} with data.train.format={fmt}: lseg trains on "
+            f"masks (format segmentation); clip and pacl on captions (coco, shards)"
+        )
     _resolvable(cfg)
 
 
@@ -94,8 +98,9 @@ def _resolvable(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot resolve config key '{getattr(exc, 'full_key', '?')}': "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"cannot resolve config key '{getattr(exc, 'full_key', '?')}': {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _validate_eval(ev: DictConfig) -> None:
@@ -106,11 +111,15 @@ def _validate_eval(ev: DictConfig) -> None:
         raise ConfigError(f"eval.analysis: unknown {unknown}; known: {', '.join(ANALYSES)}")
     if not ev.scales or any(x <= 0 for x in ev.scales) or not 0 < ev.stride <= ev.crop:
         raise ConfigError("eval.scales must be positive and eval.stride within 1..eval.crop")
-    for key, ok in (("short_side", ev.short_side is None or ev.short_side > 0),
-                    ("max_images", ev.max_images is None or ev.max_images > 0),
-                    ("coherence_pairs", ev.coherence_pairs >= 2), ("bg_threshold", 0 <= ev.bg_threshold <= 1),
-                    ("bg_entropy", ev.bg_entropy > 0), ("logit_scale", ev.logit_scale > 0),
-                    ("pictures", ev.pictures >= 0)):
+    for key, ok in (
+        ("short_side", ev.short_side is None or ev.short_side > 0),
+        ("max_images", ev.max_images is None or ev.max_images > 0),
+        ("coherence_pairs", ev.coherence_pairs >= 2),
+        ("bg_threshold", 0 <= ev.bg_threshold <= 1),
+        ("bg_entropy", ev.bg_entropy > 0),
+        ("logit_scale", ev.logit_scale > 0),
+        ("pictures", ev.pictures >= 0),
+    ):
         if not ok:
             raise ConfigError(f"eval.{key}={ev[key]} is out of range")
     _known_benchmarks(*ev.benchmarks, *ev.class_names)
@@ -123,7 +132,9 @@ def _known_benchmarks(*names: str) -> None:
         if name not in BENCHMARKS:
             near = difflib.get_close_matches(str(name), list(BENCHMARKS), n=2)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise ConfigError(f"unknown benchmark '{name}'{hint} (data.val / eval); known: {', '.join(BENCHMARKS)}")
+            raise ConfigError(
+                f"unknown benchmark '{name}'{hint} (data.val / eval); known: {', '.join(BENCHMARKS)}"
+            )
 
 
 def _validate_data(data: DictConfig) -> None:
@@ -139,12 +150,16 @@ def _validate_data(data: DictConfig) -> None:
         _known_benchmarks(t.dataset)
     if t.format == "shards":
         if not t.shards or not all(s.urls for s in t.shards):
-            raise ConfigError("data.train.format=shards needs data.train.shards: a list of {urls: [...], weight: w}")
+            raise ConfigError(
+                "data.train.format=shards needs data.train.shards: a list of {urls: [...], weight: w}"
+            )
         if any(s.weight <= 0 for s in t.shards):
             raise ConfigError("data.train.shards: every weight must be > 0")
         if not t.samples_per_epoch or t.samples_per_epoch <= 0:
-            raise ConfigError("data.train.format=shards needs data.train.samples_per_epoch (the epoch length over "
-                              "all ranks: streams have no natural end, and every rank must run as many steps)")
+            raise ConfigError(
+                "data.train.format=shards needs data.train.samples_per_epoch (the epoch length over "
+                "all ranks: streams have no natural end, and every rank must run as many steps)"
+            )
         if any(str(u).startswith("pipe:") for s in t.shards for u in s.urls):
             raise ConfigError("data.train.shards: pipe: URLs are not supported (they run a shell command)")
 
@@ -152,7 +167,13 @@ def _validate_data(data: DictConfig) -> None:
 def training_needs(cfg: DictConfig) -> list[str]:
     """The keys training needs that this config leaves unset (a pipeline's stages are checked one by one)."""
     t = cfg.data.train
-    keys = ["data.train.format", "data.train.image_size", "data.batch_size", "data.val.image_size", "optim.lr"]
+    keys = [
+        "data.train.format",
+        "data.train.image_size",
+        "data.batch_size",
+        "data.val.image_size",
+        "optim.lr",
+    ]
     if t.format in ("coco", "segmentation"):
         keys.append("data.train.split")
     if t.format == "segmentation":
@@ -164,6 +185,8 @@ def check_trainable(cfg: DictConfig) -> None:
     """A ConfigError naming every unset key training needs (an evaluation-only experiment states none)."""
     missing = training_needs(cfg)
     if missing:
-        raise ConfigError(f"'{cfg.run.experiment}' cannot be trained: {', '.join(missing)} "
-                          f"{'is' if len(missing) == 1 else 'are'} not set (an experiment states its recipe, e.g. "
-                          f"experiments/pacl_vitb16.yaml)")
+        raise ConfigError(
+            f"'{cfg.run.experiment}' cannot be trained: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set (an experiment states its recipe, e.g. "
+            f"experiments/pacl_vitb16.yaml)"
+        )

@@ -22,4 +22,6 @@ def parse_bool(value: str | bool, key: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ConfigError(f"{key}={value}: expected true or false (also: {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))})")
+    raise ConfigError(
+        f"{key}={value}: expected true or false (also: {', '.join(sorted(TRUE_WORDS | FALSE_WORDS))})"
+    )

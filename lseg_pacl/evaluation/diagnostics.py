@@ -1,8 +1,8 @@
 """PACL's two diagnostics (docs/methods.md#pacl), on tensors, so any model's patch embeddings can be checked.
 
 1. Patch-level classification: each patch is classified zero-shot by the argmax cosine of its embedding to the
-   class text embeddings and compared with the majority label of its pixels. Low for plain CLIP (patch tokens are
-   not aligned with text), high after PACL's embedder is trained; the gap is what PACL's training buys.
+   class text embeddings and compared with the majority label of its pixels. Low for plain CLIP (patch tokens
+   are not aligned with text), high after PACL's embedder is trained; the gap is what PACL's training buys.
 2. Semantic coherence: the cosine between two patches' vision features as a binary classifier of "same class"
    versus "different class", reported as ROC-AUC. High coherence in CLIP's own patch tokens is why a light
    embedder suffices.
@@ -60,13 +60,17 @@ def _check_dense(dense: torch.Tensor, labels: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def patch_accuracy(dense: torch.Tensor, class_embeddings: torch.Tensor, labels: torch.Tensor,
-                   ignore_index: int = 255) -> tuple[int, int]:
-    """(correct, counted) of zero-shot patch classification: each patch of ``dense`` [B, T, D] takes the class of
-    ``class_embeddings`` [C, D] with the largest cosine; only patches whose label [B, T] is not ignored count."""
+def patch_accuracy(
+    dense: torch.Tensor, class_embeddings: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
+) -> tuple[int, int]:
+    """(correct, counted) of zero-shot patch classification: each patch of ``dense`` [B, T, D] takes the class
+    of ``class_embeddings`` [C, D] with the largest cosine; only patches whose label [B, T] is not ignored
+    count."""
     _check_dense(dense, labels)
     if class_embeddings.dim() != 2 or class_embeddings.shape[1] != dense.shape[2]:
-        raise ValueError(f"class_embeddings must be [C, {dense.shape[2]}], got {tuple(class_embeddings.shape)}")
+        raise ValueError(
+            f"class_embeddings must be [C, {dense.shape[2]}], got {tuple(class_embeddings.shape)}"
+        )
     labels = labels.to(dense.device)
     valid = labels != ignore_index
     counted = int(valid.sum())
@@ -88,8 +92,13 @@ def _uniform_below(bound: torch.Tensor, generator: torch.Generator) -> torch.Ten
 
 
 @torch.no_grad()
-def coherence_pairs(dense: torch.Tensor, labels: torch.Tensor, max_pairs: int, generator: torch.Generator,
-                    ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
+def coherence_pairs(
+    dense: torch.Tensor,
+    labels: torch.Tensor,
+    max_pairs: int,
+    generator: torch.Generator,
+    ignore_index: int = 255,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random pairs of distinct labelled patches from anywhere in the batch: (cosines [N] float32,
     same_class [N] bool), both on the CPU.
 
@@ -146,7 +155,8 @@ def coherence_pairs(dense: torch.Tensor, labels: torch.Tensor, max_pairs: int, g
 
 def coherence_auroc(cosines: torch.Tensor, same: torch.Tensor) -> float:
     """ROC-AUC of the cosine as a score for "same class": the probability that a random same-class pair has a
-    higher cosine than a random different-class pair, ties counting one half (exact Mann-Whitney statistic)."""
+    higher cosine than a random different-class pair, ties counting one half (exact Mann-Whitney
+    statistic)."""
     cosines = torch.as_tensor(cosines).detach().reshape(-1).cpu().double()
     same = torch.as_tensor(same).detach().reshape(-1).cpu().bool()
     if cosines.numel() != same.numel():
@@ -156,8 +166,10 @@ def coherence_auroc(cosines: torch.Tensor, same: torch.Tensor) -> float:
     positives = int(same.sum())
     negatives = int(same.numel()) - positives
     if positives == 0 or negatives == 0:
-        raise ValueError(f"ROC-AUC needs both kinds of pair; got {positives} same-class and {negatives} "
-                         f"different-class pairs")
+        raise ValueError(
+            f"ROC-AUC needs both kinds of pair; got {positives} same-class and {negatives} "
+            f"different-class pairs"
+        )
     _, inverse, counts = torch.unique(cosines, sorted=True, return_inverse=True, return_counts=True)
     below = torch.cumsum(counts, 0) - counts
     mid_rank = below.double() + (counts.double() + 1) / 2  # 1-based ranks, ties share their mean
@@ -175,8 +187,15 @@ class Diagnostics:
         self.pool: dict[str, list] = {v: [] for v in views}
         self.generator = torch.Generator().manual_seed(0)
 
-    def update(self, image: torch.Tensor, mask: torch.Tensor, classes: torch.Tensor, scored: list[int],
-               short_side: int, patch: int) -> None:
+    def update(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        classes: torch.Tensor,
+        scored: list[int],
+        short_side: int,
+        patch: int,
+    ) -> None:
         x = resize_short_side(image, short_side)
         m = torch.nn.functional.interpolate(mask[:, None].float(), size=tuple(x.shape[-2:]), mode="nearest")
         h, w = (x.shape[-2] // patch) * patch, (x.shape[-1] // patch) * patch  # whole patches only
@@ -204,7 +223,9 @@ class Diagnostics:
         for name in self.views:
             figures: dict = {}
             if "patch_accuracy" in self.analysis:
-                figures["patch_accuracy"] = self.correct[name] / self.counted[name] if self.counted[name] else None
+                figures["patch_accuracy"] = (
+                    self.correct[name] / self.counted[name] if self.counted[name] else None
+                )
             if "coherence" in self.analysis and self.pool[name]:
                 dense = torch.cat([d for d, _ in self.pool[name]])[None]
                 labels = torch.cat([lab for _, lab in self.pool[name]])[None]

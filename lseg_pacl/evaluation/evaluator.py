@@ -52,8 +52,13 @@ def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, ro
                        device: torch.device, wandb_images: list) -> dict:
     e = cfg.eval
     try:
-        data = SegmentationSet(name, root, cfg.data.val.split, normalize_transform(module.input_mean,
-                                                                                   module.input_std), e.max_images)
+        data = SegmentationSet(
+            name,
+            root,
+            cfg.data.val.split,
+            normalize_transform(module.input_mean, module.input_std),
+            e.max_images,
+        )
     except FileNotFoundError as exc:
         raise MissingInputError(str(exc)) from None
     labels = label_set_for(cfg, name, data.class_names)
@@ -64,8 +69,9 @@ def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, ro
         return labels.class_logits(module.logits(x, text, tuple(x.shape[-2:])))
 
     diagnostics = _diagnostics(cfg, module)
-    first_names = module.clip.class_embeddings(tuple(labels.classes[c][0] for c in labels.scored),
-                                               templates(e.templates)).to(device)
+    first_names = module.clip.class_embeddings(
+        tuple(labels.classes[c][0] for c in labels.scored), templates(e.templates)
+    ).to(device)
     metric = SegmentationScore(len(data.class_names)).to(device)
     skips = SkipCounter(cfg.data.max_bad_fraction, f"eval {name}")
     loader = DataLoader(data, batch_size=1, num_workers=cfg.data.num_workers, collate_fn=collate_segmentation)
@@ -87,14 +93,26 @@ def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, ro
                 pictures += 1
                 rgb = denormalised(image, module)
                 gt, pr = mask[0].cpu().numpy().astype(np.uint8), pred[0].cpu().numpy().astype(np.uint8)
-                save_panel(out / "pictures" / name / f"{stem}.png", rgb, gt, pr, data.class_names,
-                           title=f"{name} {stem}")
+                save_panel(
+                    out / "pictures" / name / f"{stem}.png",
+                    rgb,
+                    gt,
+                    pr,
+                    data.class_names,
+                    title=f"{name} {stem}",
+                )
                 wandb_images.append((rgb, wandb_masks(gt, pr, data.class_names), f"{name}/{stem}"))
             if diagnostics is not None:
-                diagnostics.update(image, mask, first_names, labels.scored, proto.short_side, module.patch_size)
+                diagnostics.update(
+                    image, mask, first_names, labels.scored, proto.short_side, module.patch_size
+                )
     _count(skips)
-    result = {**report(metric.compute(), data.class_names), "images": len(data) - skips.skipped,
-              "skipped": skips.skipped, "settings": settings_record(cfg, module.cfg, data.split)}
+    result = {
+        **report(metric.compute(), data.class_names),
+        "images": len(data) - skips.skipped,
+        "skipped": skips.skipped,
+        "settings": settings_record(cfg, module.cfg, data.split),
+    }
     if diagnostics is not None:
         result["analysis"] = diagnostics.result()
     return result

@@ -1,8 +1,8 @@
 """Inference modes of the benchmark protocols: whole image or sliding window, at several scales, with flips.
 
-``logits_fn(images)`` maps a batch of normalised images [B, 3, h, w] (sides divisible by the patch size) to class
-logits at the same size [B, C, h, w]. Everything here returns logits at the image's original resolution (where
-the metric is taken), averaged over the windows that overlap a pixel, over scales and over flips.
+``logits_fn(images)`` maps a batch of normalised images [B, 3, h, w] (sides divisible by the patch size) to
+class logits at the same size [B, C, h, w]. Everything here returns logits at the image's original resolution
+(where the metric is taken), averaged over the windows that overlap a pixel, over scales and over flips.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def resize_short_side(image: torch.Tensor, side: int, which: str = "short") -> t
 
 
 def _padded(fn: LogitsFn, image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad right/bottom with zeros (the mean, after normalisation) to a multiple of the patch size, run, cut."""
+    """Pad right/bottom with zeros (the mean, after normalisation) to a multiple of the patch size, run,
+    cut."""
     h, w = image.shape[-2:]
     ph = -(-h // multiple) * multiple - h
     pw = -(-w // multiple) * multiple - w
@@ -67,12 +68,14 @@ def slide(fn: LogitsFn, image: torch.Tensor, crop: int, stride: int, patch: int)
     total, count = None, torch.zeros(1, 1, h, w, device=image.device)
     for y in window_starts(h, crop, stride):
         for x in window_starts(w, crop, stride):
-            window = image[..., y:y + crop, x:x + crop]
+            window = image[..., y : y + crop, x : x + crop]
             logits = _padded(fn, window, patch)
             if total is None:
-                total = torch.zeros(image.shape[0], logits.shape[1], h, w, device=image.device, dtype=logits.dtype)
-            total[..., y:y + window.shape[-2], x:x + window.shape[-1]] += logits
-            count[..., y:y + window.shape[-2], x:x + window.shape[-1]] += 1
+                total = torch.zeros(
+                    image.shape[0], logits.shape[1], h, w, device=image.device, dtype=logits.dtype
+                )
+            total[..., y : y + window.shape[-2], x : x + window.shape[-1]] += logits
+            count[..., y : y + window.shape[-2], x : x + window.shape[-1]] += 1
     return total / count
 
 

@@ -36,11 +36,15 @@ def read_synonyms(path: str | Path, num_classes: int) -> tuple[tuple[str, ...], 
         entries = [[e] if isinstance(e, str) else e for e in raw] if isinstance(raw, list) else None
     else:
         entries = [line.split(",") for line in text.splitlines() if line.strip()]
-    if entries is None or not all(isinstance(e, list) and all(isinstance(n, str) for n in e) for e in entries):
+    if entries is None or not all(
+        isinstance(e, list) and all(isinstance(n, str) for n in e) for e in entries
+    ):
         raise ValueError(f"{path}: expected one entry (a name or a list of names) per class")
     classes = tuple(tuple(n.strip() for n in e if n.strip()) for e in entries)
     if len(classes) != num_classes or not all(classes):
-        raise ValueError(f"{path} names {len(classes)} classes (or an empty one); the benchmark has {num_classes}")
+        raise ValueError(
+            f"{path} names {len(classes)} classes (or an empty one); the benchmark has {num_classes}"
+        )
     return classes
 
 
@@ -81,7 +85,7 @@ class LabelSet:
         out, i = [], 0
         for c in self.scored:
             k = len(self.classes[c])
-            out.append(text_logits[:, i:i + k].amax(1))
+            out.append(text_logits[:, i : i + k].amax(1))
             i += k
         return torch.stack(out, 1)
 

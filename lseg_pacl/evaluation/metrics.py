@@ -1,9 +1,10 @@
 """The segmentation metric every score in this project comes from (training validation, ``eval``, ``score``).
 
 A confusion matrix summed over the whole dataset, [C, C + 1]: rows are ground-truth classes, columns predicted
-classes plus one "no prediction" column (prediction 255). IoU_c = TP / (TP + FP + FN); mIoU is the mean over the
-classes whose union is non-zero (MMSegmentation's convention); aAcc = correct pixels / labelled pixels. Pixels
-whose ground truth is the ignore index do not count. A torchmetrics ``Metric``, so it sums across DDP ranks.
+classes plus one "no prediction" column (prediction 255). IoU_c = TP / (TP + FP + FN); mIoU is the mean over
+the classes whose union is non-zero (MMSegmentation's convention); aAcc = correct pixels / labelled pixels.
+Pixels whose ground truth is the ignore index do not count. A torchmetrics ``Metric``, so it sums across DDP
+ranks.
 """
 
 from __future__ import annotations
@@ -23,18 +24,23 @@ class SegmentationScore(Metric):
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.add_state("confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long),
-                       dist_reduce_fx="sum")
+        self.add_state(
+            "confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum"
+        )
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         """``prediction`` and ``target`` of the same shape; predictions in [0, C) or 255 (no prediction)."""
         if prediction.shape != target.shape:
-            raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
+            raise ValueError(
+                f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape"
+            )
         c = self.num_classes
         valid = target != self.ignore_index
         t, p = target[valid].long(), prediction[valid].long()
         if t.numel() and (t.min() < 0 or t.max() >= c):
-            raise ValueError(f"target ids {int(t.min())}..{int(t.max())} outside 0..{c - 1} (and {self.ignore_index})")
+            raise ValueError(
+                f"target ids {int(t.min())}..{int(t.max())} outside 0..{c - 1} (and {self.ignore_index})"
+            )
         none = p == IGNORE_INDEX
         if ((p < 0) | (p >= c))[~none].any():
             bad = torch.unique(p[~none & ((p < 0) | (p >= c))])[:8].tolist()
@@ -63,9 +69,13 @@ def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def report(scores: dict[str, torch.Tensor], class_names: Sequence[str]) -> dict:
     """Plain numbers: mIoU, aAcc and per-class IoU by name (null for classes with an empty union)."""
+
     def num(x: torch.Tensor) -> float | None:
         value = float(x)
         return None if value != value else value
 
-    return {"mIoU": num(scores["mIoU"]), "aAcc": num(scores["aAcc"]),
-            "per_class": {name: num(v) for name, v in zip(class_names, scores["iou"], strict=True)}}
+    return {
+        "mIoU": num(scores["mIoU"]),
+        "aAcc": num(scores["aAcc"]),
+        "per_class": {name: num(v) for name, v in zip(class_names, scores["iou"], strict=True)},
+    }

@@ -1,9 +1,9 @@
 """Qualitative panels: image | ground truth | prediction, with a legend of the classes shown.
 
-Numbers alone hide the failure modes that matter here (PACL's near-uniform patch softmax, background swallowing
-objects, one class painted everywhere), so evaluation saves a few of these per run and logs the same masks to
-W&B. Colours are deterministic per class id, so panels of different runs on one benchmark compare by eye.
-Ignored pixels (255, also "no prediction") are black; no class colour is black, white or grey.
+Numbers alone hide the failure modes that matter here (PACL's near-uniform patch softmax, background
+swallowing objects, one class painted everywhere), so evaluation saves a few of these per run and logs the
+same masks to W&B. Colours are deterministic per class id, so panels of different runs on one benchmark
+compare by eye. Ignored pixels (255, also "no prediction") are black; no class colour is black, white or grey.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ _OUTLINE = (128, 128, 128)
 def palette(num_classes: int) -> np.ndarray:
     """[num_classes, 3] uint8 colours, pairwise distinct and the same on every call.
 
-    Hues step by the golden ratio (neighbouring ids get far-apart hues); saturation and brightness cycle so that
-    large vocabularies (COCO-Stuff's 171) stay distinguishable. Saturation >= 0.6 and brightness >= 0.4 keep
-    every colour away from black (ignore), white (background) and grey (text, outlines).
+    Hues step by the golden ratio (neighbouring ids get far-apart hues); saturation and brightness cycle so
+    that large vocabularies (COCO-Stuff's 171) stay distinguishable. Saturation >= 0.6 and brightness >= 0.4
+    keep every colour away from black (ignore), white (background) and grey (text, outlines).
     """
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
@@ -65,8 +65,10 @@ def colourise(mask: np.ndarray, colours: np.ndarray) -> np.ndarray:
     ids = np.where(ignore, 0, mask).astype(np.int64)
     bad = (ids < 0) | (ids >= len(colours))
     if bad.any():
-        raise ValueError(f"mask holds ids {sorted(np.unique(mask[bad]).tolist())[:10]} outside the palette of "
-                         f"{len(colours)} colours (and not the ignore index {IGNORE_INDEX})")
+        raise ValueError(
+            f"mask holds ids {sorted(np.unique(mask[bad]).tolist())[:10]} outside the palette of "
+            f"{len(colours)} colours (and not the ignore index {IGNORE_INDEX})"
+        )
     out = colours[ids] if len(colours) else np.zeros((*mask.shape, 3), dtype=np.uint8)
     out[ignore] = 0
     return out
@@ -112,8 +114,9 @@ def _check_inputs(image: np.ndarray, target: np.ndarray, prediction: np.ndarray)
     return image
 
 
-def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_names: Sequence[str],
-          title: str = "") -> Image.Image:
+def panel(
+    image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], title: str = ""
+) -> Image.Image:
     """One picture: image | ground truth | prediction with column captions, a legend of the classes present in
     target or prediction below (at most ``MAX_LEGEND``, then "+N more"; "ignore" when 255 occurs) and an
     optional title above. Images shorter than ``MIN_HEIGHT`` are scaled up by an integer factor (nearest)."""
@@ -122,23 +125,43 @@ def panel(image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_n
     colours = palette(len(class_names))
     columns = [image, colourise(target, colours), colourise(prediction, colours)]
     ignore = bool((target == IGNORE_INDEX).any() or (prediction == IGNORE_INDEX).any())
-    return compose(list(zip(CAPTIONS, columns, strict=True)), legend_ids(target, prediction), class_names,
-                   colours, title, ignore)
+    return compose(
+        list(zip(CAPTIONS, columns, strict=True)),
+        legend_ids(target, prediction),
+        class_names,
+        colours,
+        title,
+        ignore,
+    )
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, class_names: Sequence[str], alpha: float = 0.5,
-            title: str = "") -> Image.Image:
-    """The image with its label map blended in (``alpha`` of the colour) and a legend of the labels present."""
+def overlay(
+    image: np.ndarray, labels: np.ndarray, class_names: Sequence[str], alpha: float = 0.5, title: str = ""
+) -> Image.Image:
+    """The image with its label map blended in (``alpha`` of the colour) and a legend of the labels
+    present."""
     image = _check_inputs(image, labels, labels)
     colours = palette(len(class_names))
-    blended = (image.astype(np.float32) * (1 - alpha) + colourise(labels, colours).astype(np.float32) * alpha)
+    blended = image.astype(np.float32) * (1 - alpha) + colourise(labels, colours).astype(np.float32) * alpha
     ignore = bool((np.asarray(labels) == IGNORE_INDEX).any())
-    return compose([("", blended.round().astype(np.uint8))], legend_ids(labels, labels), class_names, colours, title,
-                   ignore)
+    return compose(
+        [("", blended.round().astype(np.uint8))],
+        legend_ids(labels, labels),
+        class_names,
+        colours,
+        title,
+        ignore,
+    )
 
 
-def compose(columns: list[tuple[str, np.ndarray]], ids: list[int], class_names: Sequence[str], colours: np.ndarray,
-            title: str = "", ignore: bool = False) -> Image.Image:
+def compose(
+    columns: list[tuple[str, np.ndarray]],
+    ids: list[int],
+    class_names: Sequence[str],
+    colours: np.ndarray,
+    title: str = "",
+    ignore: bool = False,
+) -> Image.Image:
     """Pictures of one size side by side with captions, and a legend of ``ids`` (then "ignore") below."""
     height, width = columns[0][1].shape[:2]
     scale = max(1, math.ceil(MIN_HEIGHT / height))
@@ -161,8 +184,10 @@ def compose(columns: list[tuple[str, np.ndarray]], ids: list[int], class_names: 
         entries.append(((0, 0, 0), "ignore"))
     if len(ids) > MAX_LEGEND:
         entries.append((None, f"+{len(ids) - MAX_LEGEND} more"))
-    widths = [(swatch + pad // 2 if colour is not None else 0) + _text_size(font, text)[0]
-              for colour, text in entries]
+    widths = [
+        (swatch + pad // 2 if colour is not None else 0) + _text_size(font, text)[0]
+        for colour, text in entries
+    ]
 
     column_w = max(w, *(_text_size(font, c)[0] for c in captions))
     n = len(pictures)
@@ -195,8 +220,13 @@ def compose(columns: list[tuple[str, np.ndarray]], ids: list[int], class_names: 
         left = pad + k * (column_w + pad)
         if caption:
             caption_w = _text_size(font, caption)[0]
-            draw.text((left + (column_w - caption_w) // 2, pad + title_h), caption, fill=_TEXT, font=font,
-                      anchor="lt")
+            draw.text(
+                (left + (column_w - caption_w) // 2, pad + title_h),
+                caption,
+                fill=_TEXT,
+                font=font,
+                anchor="lt",
+            )
         canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (left + (column_w - w) // 2, top))
 
     y = legend_top
@@ -213,8 +243,14 @@ def compose(columns: list[tuple[str, np.ndarray]], ids: list[int], class_names: 
     return canvas
 
 
-def save_panel(path: Path, image: np.ndarray, target: np.ndarray, prediction: np.ndarray,
-               class_names: Sequence[str], title: str = "") -> Path:
+def save_panel(
+    path: Path,
+    image: np.ndarray,
+    target: np.ndarray,
+    prediction: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+) -> Path:
     """Writes ``panel(...)`` as a PNG at ``path`` (parents created) and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +272,9 @@ def wandb_masks(target: np.ndarray, prediction: np.ndarray, class_names: Sequenc
             raise ValueError(f"{key} must be [H, W], got shape {mask.shape}")
         bad = (mask != IGNORE_INDEX) & ((mask < 0) | (mask >= len(class_names)))
         if bad.any():
-            raise ValueError(f"{key} holds ids {sorted(np.unique(mask[bad]).tolist())[:10]} outside the "
-                             f"{len(class_names)} classes")
+            raise ValueError(
+                f"{key} holds ids {sorted(np.unique(mask[bad]).tolist())[:10]} outside the "
+                f"{len(class_names)} classes"
+            )
         masks[key] = {"mask_data": mask.astype(np.uint8), "class_labels": dict(labels)}
     return masks

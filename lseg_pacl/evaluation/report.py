@@ -39,16 +39,23 @@ def merge_results(path: Path, new: dict) -> dict:
 
 
 def markdown(results: dict, title: str) -> str:
-    lines = [f"# {title}", "", "| benchmark | mIoU | aAcc | images | skipped | model | templates | protocol |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| benchmark | mIoU | aAcc | images | skipped | model | templates | protocol |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         s = r["settings"]
-        protocol = f"{s['mode']} {s['short_side']}" + (f" crop {s['crop']}/{s['stride']}" if s["mode"] == "slide"
-                                                        else "")
+        protocol = f"{s['mode']} {s['short_side']}" + (
+            f" crop {s['crop']}/{s['stride']}" if s["mode"] == "slide" else ""
+        )
         protocol += f", scales {s['scales']}" if s["scales"] != [1.0] else ""
         protocol += ", flip" if s["flip"] else ""
-        lines.append(f"| {name} | {_pct(r['mIoU'])} | {_pct(r['aAcc'])} | {r['images']} | {r['skipped']} | "
-                     f"{s['model']} | {s['templates']} | {protocol} |")
+        lines.append(
+            f"| {name} | {_pct(r['mIoU'])} | {_pct(r['aAcc'])} | {r['images']} | {r['skipped']} | "
+            f"{s['model']} | {s['templates']} | {protocol} |"
+        )
     for name, r in results.items():
         for who, figures in r.get("analysis", {}).items():
             if figures:
@@ -88,14 +95,28 @@ def to_wandb(wandb_cfg, out: Path, results: dict, images: list, name: str) -> No
         return
     import wandb
 
-    run = wandb.init(project=wandb_cfg.project, entity=wandb_cfg.entity, dir=str(out), mode=wandb_cfg.mode,
-                     job_type="eval", name=name, tags=list(wandb_cfg.tags), reinit="create_new")
+    run = wandb.init(
+        project=wandb_cfg.project,
+        entity=wandb_cfg.entity,
+        dir=str(out),
+        mode=wandb_cfg.mode,
+        job_type="eval",
+        name=name,
+        tags=list(wandb_cfg.tags),
+        reinit="create_new",
+    )
     try:
         table = wandb.Table(columns=["benchmark", "mIoU", "aAcc", "images"])
         for bench, r in results.items():
             table.add_data(bench, r["mIoU"], r["aAcc"], r["images"])
         run.log({"eval/results": table, **{f"eval/{b}/mIoU": r["mIoU"] for b, r in results.items()}})
         if images:
-            run.log({"eval/panels": [wandb.Image(rgb, masks=masks, caption=caption) for rgb, masks, caption in images]})
+            run.log(
+                {
+                    "eval/panels": [
+                        wandb.Image(rgb, masks=masks, caption=caption) for rgb, masks, caption in images
+                    ]
+                }
+            )
     finally:
         run.finish()

@@ -1,8 +1,9 @@
 """``lseg-pacl score``: another program's predictions, scored with this project's metric against a benchmark.
 
 Predictions are label PNGs named like the ground truth (``<stem>.png``), holding the benchmark's contiguous
-class ids (255 = no prediction). A missing, unreadable, wrongly sized or out-of-range prediction is listed under
-``problems`` and counts as "no prediction" for its whole image: never a skip that would flatter the score.
+class ids (255 = no prediction). A missing, unreadable, wrongly sized or out-of-range prediction is listed
+under ``problems`` and counts as "no prediction" for its whole image: never a skip that would flatter the
+score.
 """
 
 from __future__ import annotations
@@ -51,5 +52,10 @@ def score_folder(dataset: str, root: str | Path, pred_dir: str | Path, split: st
             problems.append({"file": str(file), "reason": problem})
         metric.update(pred if pred is not None else torch.full_like(target, IGNORE_INDEX), target)
         scored += 1
-    return {**report(metric.compute(), data.class_names), "images": scored, "skipped": len(data) - scored,
-            "settings": {"pred_dir": str(pred_dir), "split": data.split, "dataset": dataset}, "problems": problems}
+    return {
+        **report(metric.compute(), data.class_names),
+        "images": scored,
+        "skipped": len(data) - scored,
+        "settings": {"pred_dir": str(pred_dir), "split": data.split, "dataset": dataset},
+        "problems": problems,
+    }

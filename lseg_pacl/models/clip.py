@@ -1,9 +1,10 @@
 """CLIP through open_clip: one door in (name + weights), dense patch tokens, and class-name text embeddings.
 
-Weights (``pretrained``): None for random init, a local file (open_clip/OpenAI state dict, safetensors, or one of
-our Lightning checkpoints), or a known open_clip tag. A tag is read from the local cache when it is there; when it
-must be downloaded and the hub cannot be reached, we stop within seconds and say which file to pass instead
-(open_clip alone would retry for about a minute); reading weights is weights.py's job, the network hub.py's.
+Weights (``pretrained``): None for random init, a local file (open_clip/OpenAI state dict, safetensors, or one
+of our Lightning checkpoints), or a known open_clip tag. A tag is read from the local cache when it is there;
+when it must be downloaded and the hub cannot be reached, we stop within seconds and say which file to pass
+instead (open_clip alone would retry for about a minute); reading weights is weights.py's job, the network
+hub.py's.
 """
 
 from __future__ import annotations
@@ -73,15 +74,18 @@ def clip_geometry(name: str) -> ClipGeometry:
     if not plain or vision.get("timm_model_name") or vision.get("attentional_pool"):
         raise ConfigError(f"{name} is not a plain ViT CLIP; dense patch features need one (model.clip.name)")
     size = vision["image_size"]
-    return ClipGeometry(patch, int(vision["width"]), int(size if isinstance(size, int) else size[0]),
-                        int(cfg["embed_dim"]))
+    return ClipGeometry(
+        patch, int(vision["width"]), int(size if isinstance(size, int) else size[0]), int(cfg["embed_dim"])
+    )
 
 
 def clip_normalisation(name: str, pretrained: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the weights were trained with: their tag's record, else OpenAI's statistics."""
     pre = clip_tag_config(name, pretrained) if pretrained else {}
-    return (tuple(pre.get("mean", open_clip.constants.OPENAI_DATASET_MEAN)),
-            tuple(pre.get("std", open_clip.constants.OPENAI_DATASET_STD)))
+    return (
+        tuple(pre.get("mean", open_clip.constants.OPENAI_DATASET_MEAN)),
+        tuple(pre.get("std", open_clip.constants.OPENAI_DATASET_STD)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -110,12 +114,18 @@ class ClipBackbone(nn.Module):
     """An open_clip CLIP with the views this project needs: pooled, dense (per patch) and text embeddings.
 
     ``image_tower=False`` keeps only the text side (LSeg embeds labels with CLIP but sees images with its own
-    encoder): open_clip has no text-only constructor, so the image tower is dropped right after the weights are
-    loaded, before the module reaches a device or a checkpoint.
+    encoder): open_clip has no text-only constructor, so the image tower is dropped right after the weights
+    are loaded, before the module reaches a device or a checkpoint.
     """
 
-    def __init__(self, name: str, pretrained: str | None = None, image_size: int | None = None,
-                 last_block: str = "plain", image_tower: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        pretrained: str | None = None,
+        image_size: int | None = None,
+        last_block: str = "plain",
+        image_tower: bool = True,
+    ) -> None:
         super().__init__()
         geometry = clip_geometry(name)
         self.name = name
@@ -183,12 +193,16 @@ class ClipBackbone(nn.Module):
 
     # ---- text side
     def _truncation_is_exact(self) -> bool:
-        """Causal text attention pooled at the end-of-text token: padding after it cannot change the output."""
-        return getattr(self.model, "text_pool_type", None) == "argmax" and getattr(self.model, "attn_mask",
-                                                                                     None) is not None
+        """Causal text attention pooled at the end-of-text token: padding after it cannot change the
+        output."""
+        return (
+            getattr(self.model, "text_pool_type", None) == "argmax"
+            and getattr(self.model, "attn_mask", None) is not None
+        )
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        """Token ids, cut to the longest text of the batch where that provably leaves the embeddings unchanged."""
+        """Token ids, cut to the longest text of the batch where that provably leaves the embeddings
+        unchanged."""
         tokens = self.tokenizer(list(texts))
         if self._truncation_is_exact() and tokens.numel():
             longest = int((tokens != 0).sum(1).max().item())

@@ -3,9 +3,9 @@ per pixel at half the input resolution.
 
 Why a DPT and not CLIP's image tower: LSeg trains this encoder so that its per-pixel embeddings match CLIP's
 frozen text embeddings; the paper's backbone is timm's ImageNet ViT-L/16 (384), read at four depths and fused
-coarse to fine (docs/methods.md#lseg). We run timm's blocks ourselves so that the positional embeddings are resized
-bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides divide by
-the patch size works, square or not.
+coarse to fine (docs/methods.md#lseg). We run timm's blocks ourselves so that the positional embeddings are
+resized bilinearly (LSeg's choice; timm's own dynamic size resizes bicubically) and any input whose sides
+divide by the patch size works, square or not.
 
 Layout (strides relative to the input): hooked block outputs -> readout (CLS handling) -> token map at
 1/patch -> reassemble to 1/4, 1/8, 1/16, 1/32 -> 3x3 conv to ``features`` -> four fusion blocks, coarse to
@@ -56,7 +56,8 @@ BACKBONES: dict[str, dict] = {
 
 
 def backbone_spec(name: str) -> dict:
-    """The backbone's entry in BACKBONES (hooks, reassemble channels, patch size); an error for an unknown one."""
+    """The backbone's entry in BACKBONES (hooks, reassemble channels, patch size); an error for an unknown
+    one."""
     if name not in BACKBONES:
         known = ", ".join(BACKBONES)
         raise ConfigError(f"unknown DPT backbone '{name}' (model.lseg.backbone); known: {known}")
@@ -159,8 +160,9 @@ class FusionBlock(nn.Module):
         self.refine = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
 
-    def forward(self, path: torch.Tensor, lateral: torch.Tensor | None = None,
-                size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, path: torch.Tensor, lateral: torch.Tensor | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if lateral is not None:
             assert self.lateral is not None, "this fusion block takes no lateral input"
             path = path + self.lateral(lateral)
@@ -173,15 +175,21 @@ class FusionBlock(nn.Module):
 class DPT(nn.Module):
     """Images [B, 3, H, W] (sides divisible by the patch size) -> pixel embeddings [B, out_dim, H/2, W/2]."""
 
-    def __init__(self, backbone: str, pretrained: str | None = None, features: int = 256, out_dim: int = 512,
-                 readout: str = "project") -> None:
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: str | None = None,
+        features: int = 256,
+        out_dim: int = 512,
+        readout: str = "project",
+    ) -> None:
         super().__init__()
         spec = backbone_spec(backbone)
         self.backbone_name = backbone
         self.hooks: tuple[int, ...] = tuple(spec["hooks"])
         self.vit = create_vit(backbone, pretrained)
         self.vit.norm = nn.Identity()  # no hook reads the final norm; an unused parameter would upset DDP
-        del self.vit.blocks[max(self.hooks) + 1:]  # blocks after the last hook (none for BACKBONES)
+        del self.vit.blocks[max(self.hooks) + 1 :]  # blocks after the last hook (none for BACKBONES)
         self.patch_size = int(self.vit.patch_embed.patch_size[0])
         self.grad_checkpointing = False
         width = int(self.vit.embed_dim)
@@ -204,7 +212,8 @@ class DPT(nn.Module):
         return self.vit.parameters()
 
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Everything but the ViT: readouts, reassembly, fusion and head (trained at model.lseg.head_lr_mult x)."""
+        """Everything but the ViT: readouts, reassembly, fusion and head (trained at model.lseg.head_lr_mult
+        x)."""
         return (p for name, p in self.named_parameters() if not name.startswith("vit."))
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
@@ -238,8 +247,9 @@ class DPT(nn.Module):
         batch = images.shape[0]
         grid = self.grid(images.shape[-2], images.shape[-1])
         levels = []
-        for tokens, readout, reassemble, layer_rn in zip(self.hooked_tokens(images), self.readout,
-                                                         self.reassemble, self.layer_rn, strict=True):
+        for tokens, readout, reassemble, layer_rn in zip(
+            self.hooked_tokens(images), self.readout, self.reassemble, self.layer_rn, strict=True
+        ):
             x = readout(tokens).transpose(1, 2).reshape(batch, -1, grid[0], grid[1])
             levels.append(layer_rn(reassemble(x)))
         path = self.fusion[3](levels[3], size=levels[2].shape[-2:])

@@ -2,8 +2,9 @@
 
 Plain CLIP's last block mixes every patch with global context, so its patch tokens barely localise. MaskCLIP,
 SCLIP, ClearCLIP and NACLIP rewrite that single block (self-only, correlative q-q + k-k, q-q without residual,
-k-k with a neighbourhood prior) and leave every earlier block untouched; the patch tokens that come out are then
-scored against class texts exactly as for CLIP (ln_post, projection, cosine). docs/methods.md#training-free-last-blocks.
+k-k with a neighbourhood prior) and leave every earlier block untouched; the patch tokens that come out are
+then scored against class texts exactly as for CLIP (ln_post, projection, cosine).
+docs/methods.md#training-free-last-blocks.
 
 The attention is computed by hand from the block's own ``nn.MultiheadAttention`` weights (in_proj, out_proj),
 so the functions work for any open_clip ``ResidualAttentionBlock`` whatever its ``batch_first``.
@@ -26,7 +27,8 @@ def _check_variant(variant: str) -> None:
 def _check_tokens(x: torch.Tensor, grid: tuple[int, int]) -> None:
     if x.ndim != 3 or x.shape[1] != 1 + grid[0] * grid[1]:
         raise ValueError(
-            f"expected batch-first tokens [B, 1 + {grid[0]}*{grid[1]}, width] (CLS first) for grid {tuple(grid)}, "
+            f"expected batch-first tokens [B, 1 + {grid[0]}*{grid[1]}, width] (CLS first) for grid "
+            f"{tuple(grid)}, "
             f"got shape {tuple(x.shape)}"
         )
 
@@ -67,7 +69,8 @@ def neighbourhood_prior(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """NACLIP's Gaussian prior [1 + T, 1 + T]: exp(-|pos_i - pos_j|^2 / (2 sigma^2)) between patches; CLS rows/cols 0.
+    """NACLIP's Gaussian prior [1 + T, 1 + T]: exp(-|pos_i - pos_j|^2 / (2 sigma^2)) between patches; CLS
+    rows/cols 0.
 
     Patches are in open_clip's row-major order (index = row * grid[1] + col); sigma is in patches.
     """
@@ -82,7 +85,9 @@ def neighbourhood_prior(
     return F.pad(prior, (1, 0, 1, 0))  # CLS (index 0) has no position
 
 
-def _weights(q: torch.Tensor, k: torch.Tensor, variant: str, grid: tuple[int, int], sigma: float) -> torch.Tensor:
+def _weights(
+    q: torch.Tensor, k: torch.Tensor, variant: str, grid: tuple[int, int], sigma: float
+) -> torch.Tensor:
     scale = q.shape[-1] ** -0.5
     if variant == "sclip":
         return _softmax(q @ q.transpose(-2, -1) * scale) + _softmax(k @ k.transpose(-2, -1) * scale)
@@ -96,7 +101,8 @@ def _weights(q: torch.Tensor, k: torch.Tensor, variant: str, grid: tuple[int, in
 def attention_weights(
     block: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int], naclip_sigma: float = 5.0
 ) -> torch.Tensor:
-    """The last-block attention [B, heads, N, N] (at least float32) of sclip, clearclip or naclip on batch-first x.
+    """The last-block attention [B, heads, N, N] (at least float32) of sclip, clearclip or naclip on
+    batch-first x.
 
     Rows sum to 1 (clearclip, naclip) or 2 (sclip, two softmaxes added as in the paper).
     """
@@ -124,7 +130,9 @@ def _maskclip(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def _attend(block: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int], sigma: float) -> torch.Tensor:
+def _attend(
+    block: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int], sigma: float
+) -> torch.Tensor:
     """out_proj(attn @ v) with heads merged, attn the variant's attention on ln_1(x)."""
     q, k, v = _qkv(block, x)
     attn = _weights(q, k, variant, grid, sigma)
@@ -144,14 +152,16 @@ def _clearclip(block: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torc
 
 
 def _naclip(block: nn.Module, x: torch.Tensor, grid: tuple[int, int], sigma: float) -> torch.Tensor:
-    """NACLIP: k-k attention plus a Gaussian neighbourhood prior; out_proj(attn @ v) alone (no residual, no FFN)."""
+    """NACLIP: k-k attention plus a Gaussian neighbourhood prior; out_proj(attn @ v) alone (no residual, no
+    FFN)."""
     return _attend(block, x, "naclip", grid, sigma).to(x.dtype)
 
 
 def last_block(
     block: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int], naclip_sigma: float = 5.0
 ) -> torch.Tensor:
-    """Run the last ViT block as ``variant`` on batch-first tokens [B, 1 + T, width] (CLS first, T = grid[0]*grid[1]).
+    """Run the last ViT block as ``variant`` on batch-first tokens [B, 1 + T, width] (CLS first, T =
+    grid[0]*grid[1]).
 
     Returns [B, 1 + T, width] before ln_post. Variants that keep the residual keep the block's ln_1 input
     normalisation and its layer scales ls_1/ls_2; clearclip and naclip return out_proj(attn @ v) alone.

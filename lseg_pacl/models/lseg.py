@@ -40,4 +40,6 @@ class LSegNet(nn.Module):
             labels = F.normalize(label_embeddings.float(), dim=-1)
             logits = self.log_scale.float().exp() * torch.einsum("bdhw,nd->bnhw", pixels, labels)
             logits = self.spatial(logits)
-            return F.interpolate(logits, size=size or tuple(images.shape[-2:]), mode="bilinear", align_corners=True)
+            return F.interpolate(
+                logits, size=size or tuple(images.shape[-2:]), mode="bilinear", align_corners=True
+            )

@@ -1,9 +1,10 @@
 """LSeg's spatial regularization of the low-resolution label logits (docs/methods.md#lseg).
 
 One 3x3 convolution with a single input and output channel is shared by every label channel, so the block is
-equivariant to the order of the labels and works for any number of them (10 parameters). ``bottleneck`` adds the
-channel-wise max over labels (of the block's input) to the convolution's output. The block is applied ``depth``
-times with shared weights; the last application skips the activation. ``none`` is the official default.
+equivariant to the order of the labels and works for any number of them (10 parameters). ``bottleneck`` adds
+the channel-wise max over labels (of the block's input) to the convolution's output. The block is applied
+``depth`` times with shared weights; the last application skips the activation. ``none`` is the official
+default.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Reading model weights, whatever their source: open_clip tags and files, timm's ImageNet ViTs (tags or files),
-and this project's own Lightning checkpoints.
+"""Reading model weights, whatever their source: open_clip tags and files, timm's ImageNet ViTs (tags or
+files), and this project's own Lightning checkpoints.
 
-Files are loaded tensors-only (``weights_only=True`` or safetensors), so a file from elsewhere never runs code. A
-tag is read from the local cache, else downloaded through hub.py, which stops within seconds without a network
-and names the file to pass instead. Weights are found and read before a large network is built, so a bad source
-fails at once.
+Files are loaded tensors-only (``weights_only=True`` or safetensors), so a file from elsewhere never runs
+code. A tag is read from the local cache, else downloaded through hub.py, which stops within seconds without a
+network and names the file to pass instead. Weights are found and read before a large network is built, so a
+bad source fails at once.
 """
 
 from __future__ import annotations
@@ -31,8 +31,13 @@ TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publish
 
 
 def is_file_like(value: str) -> bool:
-    return (os.sep in value or "/" in value or value.startswith((".", "~"))
-            or Path(value).suffix in WEIGHT_SUFFIXES or Path(value).expanduser().is_file())
+    return (
+        os.sep in value
+        or "/" in value
+        or value.startswith((".", "~"))
+        or Path(value).suffix in WEIGHT_SUFFIXES
+        or Path(value).expanduser().is_file()
+    )
 
 
 def clip_weights_identity(name: str, pretrained: str | None) -> str | None:
@@ -58,8 +63,10 @@ def clip_tag_config(name: str, pretrained: str | None) -> dict:
     cfg = open_clip.get_pretrained_cfg(name, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
-        raise ConfigError(f"'{pretrained}' is neither a file nor a pretrained tag of {name} ({CLIP_KEY}); "
-                          f"tags: {', '.join(tags) or 'none'}")
+        raise ConfigError(
+            f"'{pretrained}' is neither a file nor a pretrained tag of {name} ({CLIP_KEY}); "
+            f"tags: {', '.join(tags) or 'none'}"
+        )
     return cfg
 
 
@@ -69,7 +76,7 @@ def lightning_clip_state(obj: object) -> dict | None:
     if not isinstance(state, dict) or "pytorch-lightning_version" not in obj:
         return None
     prefix = "clip.model."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_clip_file(model: nn.Module, path: str) -> None:
@@ -79,21 +86,26 @@ def load_clip_file(model: nn.Module, path: str) -> None:
         raise MissingInputError(f"CLIP weights file {file} does not exist ({CLIP_KEY})")
     if file.suffix != ".safetensors":
         try:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
+            obj = load_tensors(file)
         except Exception as exc:
             raise MissingInputError(
-                f"{file} cannot be read as a tensors-only checkpoint ({type(exc).__name__}). TorchScript archives "
+                f"{file} cannot be read as a tensors-only checkpoint ({type(exc).__name__}). TorchScript "
+                "archives "
                 f"such as OpenAI's original ViT-B-16.pt are not accepted: pass open_clip's "
                 f"open_clip_pytorch_model.bin / open_clip_model.safetensors instead."
             ) from None
         state = lightning_clip_state(obj)
         if state is not None:
             if not state:
-                raise MissingInputError(f"{file} is a Lightning checkpoint without CLIP weights (no clip.model.*)")
+                raise MissingInputError(
+                    f"{file} is a Lightning checkpoint without CLIP weights (no clip.model.*)"
+                )
             missing, unexpected = model.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise ConfigError(f"{file} does not fit model.clip.name: missing {list(missing)[:5]}, unexpected "
-                                  f"{list(unexpected)[:5]}")
+                raise ConfigError(
+                    f"{file} does not fit model.clip.name: missing {list(missing)[:5]}, unexpected "
+                    f"{list(unexpected)[:5]}"
+                )
             return
     try:
         open_clip.load_checkpoint(model, str(file), weights_only=True)
@@ -154,8 +166,13 @@ def fetch_timm_file(name: str, tag: str | None, built_here: bool = False) -> str
     if found:
         return found
     repo_id, revision = hub.split_repo(repo)
-    hub.require_reachable(hub.hf_endpoint(), what=f"ImageNet ViT weights {full}", filename=files[0],
-                          where=f"{hub.hf_endpoint()}/{repo_id}", config_key=VIT_KEY)
+    hub.require_reachable(
+        hub.hf_endpoint(),
+        what=f"ImageNet ViT weights {full}",
+        filename=files[0],
+        where=f"{hub.hf_endpoint()}/{repo_id}",
+        config_key=VIT_KEY,
+    )
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -167,17 +184,21 @@ def fetch_timm_file(name: str, tag: str | None, built_here: bool = False) -> str
     return hf_hub_download(repo_id, files[-1], revision=revision, cache_dir=hub.hf_cache_dir())
 
 
+def load_tensors(file: Path) -> object:
+    """A file's contents, loaded without running code (safetensors, or torch.load with weights_only=True)."""
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file), device="cpu")
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
 def read_state(file: Path) -> dict[str, torch.Tensor]:
     """A tensors-only state dict from a file (no pickled code runs), unwrapped from "state_dict"/"model"."""
     if not file.is_file():
         raise MissingInputError(f"ViT weights file {file} does not exist ({VIT_KEY})")
     try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(file), device="cpu")
-        else:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
+        obj = load_tensors(file)
     except Exception as exc:
         raise MissingInputError(
             f"{file} cannot be read as a tensors-only state dict ({type(exc).__name__}; {VIT_KEY})"
@@ -192,13 +213,28 @@ def read_state(file: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def read_checkpoint(path: Path) -> dict:
+    """One of this project's checkpoints (tensors and plain containers only), holding its run's config."""
+    if not path.is_file():
+        raise MissingInputError(f"checkpoint {path} does not exist")
+    try:
+        blob = load_tensors(path)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise MissingInputError(f"{path} is not a readable checkpoint ({why})") from None
+    config = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
+    if not config:
+        raise MissingInputError(f"{path} is not a lseg_pacl checkpoint (no config in its hyperparameters)")
+    return blob
+
+
 def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keys of a ViT stored inside a larger model (``net.vit.cls_token``...) reduced to the ViT's own."""
     anchor = next((k for k in state if k == "cls_token" or k.endswith(".cls_token")), None)
     if not anchor or anchor == "cls_token":
         return state
     prefix = anchor[: -len("cls_token")]
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def vit_state(name: str, pretrained: str | bool | None, built_here: bool) -> tuple[dict | None, str, bool]:
@@ -214,7 +250,8 @@ def vit_state(name: str, pretrained: str | bool | None, built_here: bool) -> tup
 
 
 def load_vit_state(vit: nn.Module, state: dict[str, torch.Tensor], source: str, from_hub: bool) -> None:
-    """Strictly, after what timm itself applies to its hub weights; an ImageNet head in the file is not ours."""
+    """Strictly, after what timm itself applies to its hub weights; an ImageNet head in the file is not
+    ours."""
     if from_hub:
         from timm.models.vision_transformer import checkpoint_filter_fn
 

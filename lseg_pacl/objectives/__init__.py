@@ -1,16 +1,15 @@
-"""LightningModules, one per training objective, registered by name; building one from a run's plan, and loading
-one back from a checkpoint alone."""
+"""LightningModules, one per training objective, registered by name; building one from a run's plan, and
+loading one back from a checkpoint alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
-from lseg_pacl.errors import MissingInputError
 from lseg_pacl.models.inputs import InputSpec
+from lseg_pacl.models.weights import read_checkpoint
 from lseg_pacl.objectives.base import ZeroShotObjective
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 from lseg_pacl.objectives.lseg import LSeg
@@ -32,19 +31,15 @@ def build_objective(config: dict, **inputs: Any) -> ZeroShotObjective:
 
 def load_objective(ckpt: str | Path, last_block: str | None = None) -> ZeroShotObjective:
     """Rebuild a module from one of our checkpoints with no other argument (its config is inside);
-    ``last_block`` builds it with a training-free last vision block instead of its own (models/last_block.py)."""
-    path = Path(ckpt).expanduser()
-    if not path.is_file():
-        raise MissingInputError(f"checkpoint {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MissingInputError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    config = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
-    if not config:
-        raise MissingInputError(f"{path} is not a lseg_pacl checkpoint (no config in its hyperparameters)")
+    ``last_block`` builds it with a training-free last vision block instead of its own
+    (models/last_block.py)."""
+    blob = read_checkpoint(Path(ckpt).expanduser())
+    config = blob["hyper_parameters"]["config"]
     if last_block is not None:
-        config = {**config, "model": {**config["model"], "clip": {**config["model"]["clip"], "last_block": last_block}}}
+        config = {
+            **config,
+            "model": {**config["model"], "clip": {**config["model"]["clip"], "last_block": last_block}},
+        }
     module = OBJECTIVES[config["model"]["objective"]](config, load_pretrained=False)
     module.load_state_dict(blob["state_dict"])
     return module

@@ -31,13 +31,15 @@ from lseg_pacl.objectives.zeroshot import zero_shot_logits
 
 log = logging.getLogger(__name__)
 
-Benchmarks = Sequence[tuple[str, Sequence[str]]]  # (benchmark name, its class names) per validation DataLoader
+Benchmarks = Sequence[
+    tuple[str, Sequence[str]]
+]  # (benchmark name, its class names) per validation DataLoader
 
 
 class ZeroShotObjective(L.LightningModule):
-    """Base LightningModule. ``config`` is the full experiment config as plain containers. ``load_pretrained=False``
-    skips reading the configured weights (a checkpoint's state dict replaces them anyway). ``benchmarks``: the
-    validation DataLoaders' (name, class names), in DataLoader order."""
+    """Base LightningModule. ``config`` is the full experiment config as plain containers.
+    ``load_pretrained=False`` skips reading the configured weights (a checkpoint's state dict replaces them
+    anyway). ``benchmarks``: the validation DataLoaders' (name, class names), in DataLoader order."""
 
     uses_clip_image_tower = True
 
@@ -46,8 +48,13 @@ class ZeroShotObjective(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg = from_plain(config)
         clip_cfg = self.cfg.model.clip
-        self.clip = ClipBackbone(clip_cfg.name, clip_cfg.pretrained if load_pretrained else None,
-                                 clip_cfg.image_size, clip_cfg.last_block, image_tower=self.uses_clip_image_tower)
+        self.clip = ClipBackbone(
+            clip_cfg.name,
+            clip_cfg.pretrained if load_pretrained else None,
+            clip_cfg.image_size,
+            clip_cfg.last_block,
+            image_tower=self.uses_clip_image_tower,
+        )
         self.templates = templates(self.cfg.eval.templates)
         self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
         self.val_miou = nn.ModuleList(SegmentationScore(len(names)) for _, names in self.val_benchmarks)
@@ -56,8 +63,8 @@ class ZeroShotObjective(L.LightningModule):
     # ---- what an objective provides
     @classmethod
     def input_spec(cls, cfg: DictConfig) -> InputSpec:
-        """The images its encoder takes, from the config alone (CLIP's patch and normalisation by default); the
-        data is built from this before the model exists, and the built model agrees (tests)."""
+        """The images its encoder takes, from the config alone (CLIP's patch and normalisation by default);
+        the data is built from this before the model exists, and the built model agrees (tests)."""
         c = cfg.model.clip
         mean, std = clip_normalisation(c.name, c.pretrained)
         return InputSpec(clip_geometry(c.name).patch, mean, std)
@@ -88,7 +95,9 @@ class ZeroShotObjective(L.LightningModule):
         if self.text_is_trainable():
             self.clip.text_cache.clear()
 
-    def logits(self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def logits(
+        self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
         """Class logits [B, C, *size] against unit class embeddings [C, D]; by default the per-patch cosine,
         bilinearly upsampled (objectives with their own head override this)."""
         grid = self.dense_grid(images.shape[-2], images.shape[-1])
@@ -98,8 +107,9 @@ class ZeroShotObjective(L.LightningModule):
         """The grid ``dense_embeddings`` lays its T embeddings on, for an input of this size."""
         return self.clip.grid(height, width)
 
-    def segment(self, images: torch.Tensor, class_names: tuple[str, ...],
-                size: tuple[int, int] | None = None) -> torch.Tensor:
+    def segment(
+        self, images: torch.Tensor, class_names: tuple[str, ...], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Class logits [B, C, H, W] for a label set."""
         classes = self.clip.class_embeddings(class_names, self.templates).to(images.device)
         return self.logits(images, classes, size or tuple(images.shape[-2:]))
@@ -124,8 +134,8 @@ class ZeroShotObjective(L.LightningModule):
             self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
 
     def text_generator(self) -> torch.Generator | None:
-        """The noun-template draws: the global RNG alone, or under DDP one seeded by (seed, step) on every rank,
-        so that all ranks build the same global texts."""
+        """The noun-template draws: the global RNG alone, or under DDP one seeded by (seed, step) on every
+        rank, so that all ranks build the same global texts."""
         if not distributed():
             return None
         return torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + int(self.global_step))
@@ -133,19 +143,26 @@ class ZeroShotObjective(L.LightningModule):
     # ---- optimisation
     def guard_loss(self, loss: torch.Tensor) -> torch.Tensor | None:
         """The loss, or a skipped step when it is non-finite on any rank (every rank decides the same). One
-        process: None (Lightning skips the step). Under DDP, where Lightning refuses None, a zero loss over the
-        trainable parameters keeps every rank in DDP's all-reduce and ``optimizer_step`` drops the update. Too
-        many skips in a row stop the run."""
+        process: None (Lightning skips the step). Under DDP, where Lightning refuses None, a zero loss over
+        the trainable parameters keeps every rank in DDP's all-reduce and ``optimizer_step`` drops the update.
+        Too many skips in a row stop the run."""
         if self.nonfinite.check(loss):
             return loss
         guard = self.nonfinite
         self.log("train/nonfinite_steps", float(guard.total))
-        log.warning("non-finite loss at step %d (rank %d): step skipped on every rank (%d in a row, limit %d)",
-                    self.global_step, rank(), guard.in_a_row, guard.limit)
+        log.warning(
+            "non-finite loss at step %d (rank %d): step skipped on every rank (%d in a row, limit %d)",
+            self.global_step,
+            rank(),
+            guard.in_a_row,
+            guard.limit,
+        )
         if guard.exhausted:
-            raise TrainingDivergedError(f"the loss was non-finite for {guard.limit} steps in a row (step "
-                                        f"{self.global_step}): lower optim.lr, check the data, or try "
-                                        f"trainer.precision=32-true")
+            raise TrainingDivergedError(
+                f"the loss was non-finite for {guard.limit} steps in a row (step "
+                f"{self.global_step}): lower optim.lr, check the data, or try "
+                f"trainer.precision=32-true"
+            )
         return self.empty_batch_loss() if distributed() else None
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
@@ -169,8 +186,11 @@ class ZeroShotObjective(L.LightningModule):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
-        """(named parameters, lr multiplier) per group: one group at the base rate unless an objective splits."""
+        """(named parameters, lr multiplier) per group: one group at the base rate unless an objective
+        splits."""
         return [(self.trainable_parameters(), 1.0)]
 
     def configure_optimizers(self) -> dict:
-        return configure_optimization(self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches))
+        return configure_optimization(
+            self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches)
+        )

@@ -33,7 +33,9 @@ class ClipContrastive(ContrastiveObjective):
             return text_emb.new_zeros(0, text_emb.shape[1])
         return self.clip.encode_image(batch["image"])
 
-    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def scaled_scores(
+        self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         image = F.normalize(features.float(), dim=-1)
         text = F.normalize(text_emb.float(), dim=-1)
         return scale * image @ text.t()

@@ -29,7 +29,9 @@ class ContrastiveObjective(ZeroShotObjective):
         """This rank's image side of the batch (a batch without images: an empty tensor)."""
         raise NotImplementedError
 
-    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def scaled_scores(
+        self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         """[b, T] logits of this rank's images against all texts (run in float32)."""
         raise NotImplementedError
 
@@ -42,8 +44,9 @@ class ContrastiveObjective(ZeroShotObjective):
             return self.empty_batch_loss()
         if empty:  # under DDP this rank still joins every gather, with no images of its own
             batch = {"caption": [], "nouns": []}
-        texts, positives = caption_texts(global_batch(batch), self.cfg.model.noun_prompt_templates,
-                                         self.text_generator())
+        texts, positives = caption_texts(
+            global_batch(batch), self.cfg.model.noun_prompt_templates, self.text_generator()
+        )
         text_emb = self.text_embeddings(texts)  # all ranks' texts
         features = self.image_features(batch, text_emb)
         with torch.autocast(device_type=features.device.type, enabled=False):  # scores and loss in fp32

@@ -3,9 +3,9 @@
 Every rank gathers the batch's captions and nouns (strings) and builds the same global text list; each rank
 encodes one contiguous chunk of it, and the chunks are gathered with their gradients. Each rank scores its own
 images against all texts (a [b, T] block of logits), and the blocks are gathered with their gradients into the
-global [B, T] logits, on which every rank computes the same loss. ``torch.distributed.nn``'s all_gather sums the
-gradients that reach each rank's slice from every rank's copy of the loss; DDP's average over ranks then gives
-exactly the single-process gradient. With one process every function here is the identity.
+global [B, T] logits, on which every rank computes the same loss. ``torch.distributed.nn``'s all_gather sums
+the gradients that reach each rank's slice from every rank's copy of the loss; DDP's average over ranks then
+gives exactly the single-process gradient. With one process every function here is the identity.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def gather_objects(obj: object) -> list:
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate every rank's ``x`` along dim 0 (sizes may differ), keeping the gradient to the local part."""
+    """Concatenate every rank's ``x`` along dim 0 (sizes may differ), keeping the gradient to the local
+    part."""
     rank, n = world()
     if n == 1:
         return x
@@ -53,7 +54,10 @@ def global_batch(batch: dict) -> dict:
     if n == 1:
         return batch
     parts = gather_objects({"caption": list(batch["caption"]), "nouns": list(batch["nouns"])})
-    return {"caption": [c for p in parts for c in p["caption"]], "nouns": [x for p in parts for x in p["nouns"]]}
+    return {
+        "caption": [c for p in parts for c in p["caption"]],
+        "nouns": [x for p in parts for x in p["nouns"]],
+    }
 
 
 def encode_chunk(texts: list[str], encode: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
@@ -62,7 +66,7 @@ def encode_chunk(texts: list[str], encode: Callable[[list[str]], torch.Tensor]) 
     if n == 1:
         return encode(texts)
     per = -(-len(texts) // n)
-    mine = texts[rank * per:(rank + 1) * per]
+    mine = texts[rank * per : (rank + 1) * per]
     local = encode(mine) if mine else None
     if local is None:  # fewer texts than ranks: keep the shape and the graph with an empty block
         local = encode(texts[:1])[:0]

@@ -21,7 +21,9 @@ def contrastive_loss(logits: torch.Tensor, positives: torch.Tensor | None = None
     logits = logits.float()
     if positives is None:
         if logits.shape[0] != logits.shape[1]:
-            raise ValueError(f"without explicit positives the logits must be square, got {tuple(logits.shape)}")
+            raise ValueError(
+                f"without explicit positives the logits must be square, got {tuple(logits.shape)}"
+            )
         labels = torch.arange(logits.shape[0], device=logits.device)
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
     positives = positives.to(device=logits.device, dtype=logits.dtype)

@@ -24,19 +24,33 @@ from lseg_pacl.objectives.base import Benchmarks, ZeroShotObjective
 
 
 class LSeg(ZeroShotObjective):
-    """``train_classes``: the class names of the training set's masks, in mask-id order (none for evaluation)."""
+    """``train_classes``: the class names of the training set's masks, in mask-id order (none for
+    evaluation)."""
 
     uses_clip_image_tower = False  # images go through the DPT; CLIP embeds the labels
 
-    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = (),
-                 train_classes: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        config: dict,
+        load_pretrained: bool = True,
+        benchmarks: Benchmarks = (),
+        train_classes: Sequence[str] = (),
+    ) -> None:
         super().__init__(config, load_pretrained, benchmarks)
         self.clip.requires_grad_(False)  # the text encoder is frozen
         self.clip.eval()
         c = self.cfg.model.lseg
-        self.net = LSegNet(c.backbone, c.backbone_pretrained if load_pretrained else None, self.clip.embed_dim,
-                           c.features, c.spatial_reg, c.block_depth, c.activation, c.logit_scale,
-                           c.learn_logit_scale)
+        self.net = LSegNet(
+            c.backbone,
+            c.backbone_pretrained if load_pretrained else None,
+            self.clip.embed_dim,
+            c.features,
+            c.spatial_reg,
+            c.block_depth,
+            c.activation,
+            c.logit_scale,
+            c.learn_logit_scale,
+        )
         self.train_templates = templates(c.templates)
         self.train_class_names = tuple(train_classes)
 
@@ -46,7 +60,8 @@ class LSeg(ZeroShotObjective):
         return InputSpec(backbone_spec(c.backbone)["patch"], tuple(c.input_mean), tuple(c.input_std))
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """Checkpoints written while LSeg still kept CLIP's image tower carry its weights: they are not ours."""
+        """Checkpoints written while LSeg still kept CLIP's image tower carry its weights: they are not
+        ours."""
         own = {k: v for k, v in state_dict.items() if not k.startswith("clip.model.visual.")}
         return super().load_state_dict(own, strict=strict, assign=assign)
 
@@ -75,12 +90,16 @@ class LSeg(ZeroShotObjective):
         """The per-pixel embeddings [B, (H/2)(W/2), D] (unit vectors), row-major."""
         return self.net.pixel_embeddings(images).flatten(2).transpose(1, 2)
 
-    def logits(self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def logits(
+        self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
         return self.net(images, class_embeddings, size)
 
     # ---- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if batch_size_of(batch) == 0:  # every sample was bad (counted by SkipMonitor); still joins guard_loss's
+        if (
+            batch_size_of(batch) == 0
+        ):  # every sample was bad (counted by SkipMonitor); still joins guard_loss's
             return self.guard_loss(self.empty_batch_loss())  # all-reduce, as every other rank does
         images, masks = batch["image"], batch["mask"]
         labels = self.clip.class_embeddings(self.train_class_names, self.train_templates).to(images.device)

@@ -1,5 +1,6 @@
-"""Non-finite losses: a step whose loss is NaN or infinite on any rank is skipped on every rank, and too many in a
-row stop the run (bf16-mixed has no GradScaler to catch them, so without this a NaN reaches the weights)."""
+"""Non-finite losses: a step whose loss is NaN or infinite on any rank is skipped on every rank, and too many
+in a row stop the run (bf16-mixed has no GradScaler to catch them, so without this a NaN reaches the
+weights)."""
 
 from __future__ import annotations
 

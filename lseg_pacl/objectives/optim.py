@@ -10,7 +10,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-NamedGroups = list[tuple[list[tuple[str, nn.Parameter]], float]]  # (named parameters, lr multiplier) per group
+NamedGroups = list[
+    tuple[list[tuple[str, nn.Parameter]], float]
+]  # (named parameters, lr multiplier) per group
 
 OPTIMIZERS: dict[str, Callable[[list[dict], DictConfig], torch.optim.Optimizer]] = {
     "adamw": lambda groups, o: torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps),
@@ -35,8 +37,10 @@ def param_groups(named_groups: NamedGroups, o: DictConfig) -> list[dict]:
     for named, mult in named_groups:
         decay = [p for n, p in named if _decays(n, p)]
         no_decay = [p for n, p in named if not _decays(n, p)]
-        groups += [{"params": decay, "weight_decay": o.weight_decay, "lr": o.lr * mult},
-                   {"params": no_decay, "weight_decay": 0.0, "lr": o.lr * mult}]
+        groups += [
+            {"params": decay, "weight_decay": o.weight_decay, "lr": o.lr * mult},
+            {"params": no_decay, "weight_decay": 0.0, "lr": o.lr * mult},
+        ]
     return [g for g in groups if g["params"]]
 
 

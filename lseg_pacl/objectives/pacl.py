@@ -1,9 +1,9 @@
 """PACL training: frozen CLIP encoders, a trainable patch embedder, and the patch-aligned compatibility inside
 a symmetric InfoNCE on caption data (docs/methods.md#pacl).
 
-Texts per batch: the captions plus, with noun prompts on, the batch's nouns in PACL's templates (texts.py). With
-the run's frozen-feature stores (training/feature_caching.py) the frozen features of a sample are computed once
-and read back afterwards.
+Texts per batch: the captions plus, with noun prompts on, the batch's nouns in PACL's templates (texts.py).
+With the run's frozen-feature stores (training/feature_caching.py) the frozen features of a sample are
+computed once and read back afterwards.
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class Pacl(ContrastiveObjective):
-    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = (),
-                 feature_cache: FeatureStores | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        load_pretrained: bool = True,
+        benchmarks: Benchmarks = (),
+        feature_cache: FeatureStores | None = None,
+    ) -> None:
         super().__init__(config, load_pretrained, benchmarks)
         p = self.cfg.model.pacl
         self.feature_cache = feature_cache
@@ -40,10 +45,13 @@ class Pacl(ContrastiveObjective):
                     param.requires_grad_(True)
         skip_init = self.clip.model.visual.proj if p.init_skip_from_proj else None
         self.embedder = PatchEmbedder(self.clip.width, self.clip.embed_dim, p.hidden_dim, skip_init)
-        self.log_temperature = nn.Parameter(torch.tensor(float(p.temperature)).log(),
-                                            requires_grad=p.learn_temperature)
-        self.log_logit_scale = nn.Parameter(torch.tensor(float(self.cfg.model.logit_scale_init)).log(),
-                                            requires_grad=self.cfg.model.learn_logit_scale)
+        self.log_temperature = nn.Parameter(
+            torch.tensor(float(p.temperature)).log(), requires_grad=p.learn_temperature
+        )
+        self.log_logit_scale = nn.Parameter(
+            torch.tensor(float(self.cfg.model.logit_scale_init)).log(),
+            requires_grad=self.cfg.model.learn_logit_scale,
+        )
 
     def train(self, mode: bool = True) -> Pacl:
         """Frozen encoders stay in eval mode (no dropout or norm-statistics updates) while training."""
@@ -77,8 +85,8 @@ class Pacl(ContrastiveObjective):
     # ---- the frozen features of a training batch, from the feature cache where it has them
     def frozen_tokens(self, batch: dict) -> torch.Tensor:
         """The CLIP patch tokens of a batch [B, T, width]: computed for its images (and stored, with a token
-        store) and read for its cached rows. With a cache, live tokens are rounded to float16 like stored ones,
-        so a sample gives the same loss whichever way its features arrive."""
+        store) and read for its cached rows. With a cache, live tokens are rounded to float16 like stored
+        ones, so a sample gives the same loss whichever way its features arrive."""
         store = self.feature_cache.token_store if self.feature_cache is not None else None
         parts = []
         if "image" in batch:
@@ -94,8 +102,8 @@ class Pacl(ContrastiveObjective):
         return torch.cat([p.to(dtype) for p in parts]).to(self.embedder.skip.weight.dtype)
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """Embeddings of the batch's texts: from the text store (encoding, then storing, any it lacks), or encoded
-        now, each DDP rank taking a share."""
+        """Embeddings of the batch's texts: from the text store (encoding, then storing, any it lacks), or
+        encoded now, each DDP rank taking a share."""
         store = self.feature_cache.text_store if self.feature_cache is not None else None
         if store is None:
             with self._frozen(self.cfg.model.pacl.freeze_text):
@@ -108,21 +116,25 @@ class Pacl(ContrastiveObjective):
     @torch.no_grad()
     def _encode_into(self, store: TextStore, texts: list[str], chunk: int = 1024) -> None:
         for start in range(0, len(texts), chunk):
-            part = texts[start:start + chunk]
+            part = texts[start : start + chunk]
             store.add(part, self.clip.encode_text(part).float())
 
     def on_train_start(self) -> None:
         self.fill_text_store()
 
     def fill_text_store(self) -> None:
-        """Store every caption and noun prompt the training set can produce (once; a later run with the same text
-        encoder finds them stored), so that no training step runs the text tower."""
+        """Store every caption and noun prompt the training set can produce (once; a later run with the same
+        text encoder finds them stored), so that no training step runs the text tower."""
         cache = self.feature_cache
         if cache is None or cache.text_store is None:
             return
         store = cache.text_store
         captions, nouns = list(cache.captions), list(cache.nouns)
-        prompts = [t.format(n) for n in nouns for t in PACL_TEMPLATES] if self.cfg.model.noun_prompt_templates else []
+        prompts = (
+            [t.format(n) for n in nouns for t in PACL_TEMPLATES]
+            if self.cfg.model.noun_prompt_templates
+            else []
+        )
         missing = store.missing(captions + prompts)
         if missing:
             log.info("feature cache: encoding %d texts (%d already stored)", len(missing), len(store))
@@ -143,7 +155,9 @@ class Pacl(ContrastiveObjective):
             return text_emb.new_zeros(0, 1, text_emb.shape[1])
         return self.embedder(self.frozen_tokens(batch))
 
-    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def scaled_scores(
+        self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         return scale * pacl_compatibility(features.float(), text_emb.float(), self.temperature())
 
     def log_extras(self, batch_size: int, texts: list[str]) -> None:

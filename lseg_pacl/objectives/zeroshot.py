@@ -15,7 +15,11 @@ def zero_shot_logits(dense: torch.Tensor, grid: tuple[int, int], class_embedding
     b, t, _ = dense.shape
     if t != grid[0] * grid[1]:
         raise ValueError(f"{t} patch embeddings do not fill a {grid[0]}x{grid[1]} grid")
-    with torch.autocast(device_type=dense.device.type, enabled=False):  # cosines in fp32 under mixed precision
-        cos = F.normalize(dense.float(), dim=-1) @ F.normalize(class_embeddings.float(), dim=-1).t()  # [B, T, C]
+    with torch.autocast(
+        device_type=dense.device.type, enabled=False
+    ):  # cosines in fp32 under mixed precision
+        cos = (
+            F.normalize(dense.float(), dim=-1) @ F.normalize(class_embeddings.float(), dim=-1).t()
+        )  # [B, T, C]
         cos = cos.transpose(1, 2).reshape(b, -1, grid[0], grid[1])
         return F.interpolate(cos, size=size, mode="bilinear", align_corners=False)

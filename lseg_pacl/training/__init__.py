@@ -1,1 +1,2 @@
-"""Training machinery: planning a run, building its data and model, the Trainer and its callbacks, checkpoints."""
+"""Training machinery: planning a run, building its data and model, the Trainer and its callbacks,
+checkpoints."""

@@ -1,15 +1,15 @@
 """A run's checkpoints: written so that a crash at any moment leaves an intact one, verified before use.
 
-Every save (ours and Lightning's ModelCheckpoint alike, through ``SafeCheckpointIO``) writes a temporary file in
-the checkpoint's own directory, fsyncs it, renames it into place, fsyncs the directory, and only then writes a
-small manifest beside it (``<name>.manifest.json``: step, size, sha256), also atomically. A checkpoint counts
-only when its manifest matches its bytes, so a truncated, empty, altered or half-renamed file is never loaded.
-A failed save (disk full, permissions) is an error (``CheckpointError``) and leaves the previous files as they
-were.
+Every save (ours and Lightning's ModelCheckpoint alike, through ``SafeCheckpointIO``) writes a temporary file
+in the checkpoint's own directory, fsyncs it, renames it into place, fsyncs the directory, and only then
+writes a small manifest beside it (``<name>.manifest.json``: step, size, sha256), also atomically. A
+checkpoint counts only when its manifest matches its bytes, so a truncated, empty, altered or half-renamed
+file is never loaded. A failed save (disk full, permissions) is an error (``CheckpointError``) and leaves the
+previous files as they were.
 
-``last.ckpt`` is always the newest state (written at each epoch boundary, validation end and preemption); before it
-is replaced, the previous one is kept as ``last-step<N>.ckpt`` and only the newest ``keep_last`` of those
-states are kept. Resume takes the newest verified checkpoint and says which newer ones it passed over.
+``last.ckpt`` is always the newest state (written at each epoch boundary, validation end and preemption);
+before it is replaced, the previous one is kept as ``last-step<N>.ckpt`` and only the newest ``keep_last`` of
+those states are kept. Resume takes the newest verified checkpoint and says which newer ones it passed over.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ class _HashingWriter:
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> tuple[int, str]:
-    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the directory;
-    returns the size and sha256 of what was written. On any failure the temporary file is removed and ``path``
-    is untouched."""
+    """``write(file)`` into a temporary file beside ``path``, fsync, rename over ``path``, fsync the
+    directory; returns the size and sha256 of what was written. On any failure the temporary file is removed
+    and ``path`` is untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -117,7 +117,9 @@ def verify(path: Path) -> str | None:
         return "file missing"
     try:
         if path.stat().st_size != entry.get("size"):
-            return f"size {path.stat().st_size} != {entry.get('size')} in its manifest (truncated or replaced)"
+            return (
+                f"size {path.stat().st_size} != {entry.get('size')} in its manifest (truncated or replaced)"
+            )
         if sha256_of(path) != entry.get("sha256"):
             return "checksum differs from its manifest (altered or corrupted)"
     except OSError as exc:
@@ -126,7 +128,8 @@ def verify(path: Path) -> str | None:
 
 
 def _move(src: Path, dst: Path) -> None:
-    """Move a checkpoint and its manifest (the manifest after the file: a crash between leaves it unverified)."""
+    """Move a checkpoint and its manifest (the manifest after the file: a crash between leaves it
+    unverified)."""
     os.replace(src, dst)
     if manifest_path(src).exists():
         os.replace(manifest_path(src), manifest_path(dst))
@@ -146,25 +149,33 @@ class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer and reader, made atomic and verified (see the module doc); tensors-only
     loading (``weights_only=True``) whatever the caller asks."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             size, sha256 = write_atomic(path, lambda f: torch.save(checkpoint, f))
             write_manifest(path, int(checkpoint.get("global_step", 0)), size, sha256)
         except OSError as exc:
-            raise CheckpointError(f"could not write checkpoint {path}: {exc}. The checkpoints already in "
-                                  f"{path.parent} are unchanged; free space or fix permissions and resume.") from None
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {exc}. The checkpoints already in "
+                f"{path.parent} are unchanged; free space or fix permissions and resume."
+            ) from None
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict:
         problem = verify(Path(path)) if read_manifest(Path(path)) is not None else None
         if problem:
             raise CheckpointError(f"refusing to load {path}: {problem}")
         try:
             return torch.load(path, map_location=map_location or "cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a pickle payload, a truncated file: never loaded
-            raise CheckpointError(f"{path} cannot be read as a tensors-only checkpoint ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise CheckpointError(
+                f"{path} cannot be read as a tensors-only checkpoint ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
 
     def remove_checkpoint(self, path: Any) -> None:
         remove(Path(path))
@@ -181,7 +192,8 @@ def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
 
 
 def clear_unfinished_saves(directory: Path) -> None:
-    """Remove the temporary files of saves that were killed before their rename (never loaded, only clutter)."""
+    """Remove the temporary files of saves that were killed before their rename (never loaded, only
+    clutter)."""
     for stale in Path(directory).glob(".*.tmp"):
         stale.unlink(missing_ok=True)
 
@@ -197,8 +209,8 @@ def resume_checkpoint(directory: Path) -> Path | None:
 
 
 class SaveLast(Callback):
-    """Write ``<dir>/last.ckpt`` at each epoch boundary and validation end during fit (the newest state); the state it
-    replaces becomes ``last-step<N>.ckpt``, and only the newest ``keep_last`` states are kept."""
+    """Write ``<dir>/last.ckpt`` at each epoch boundary and validation end during fit (the newest state); the
+    state it replaces becomes ``last-step<N>.ckpt``, and only the newest ``keep_last`` states are kept."""
 
     def __init__(self, directory: Path, keep_last: int = 2) -> None:
         self.directory = Path(directory)
@@ -218,9 +230,15 @@ class SaveLast(Callback):
             self._prune()
 
     def _prune(self) -> None:
-        previous = sorted(((int(m.group(1)), p) for p in self.directory.glob("last-step*.ckpt")
-                           if (m := _PREVIOUS.search(p.name))), reverse=True)
-        for _, path in previous[self.keep_last - 1:]:
+        previous = sorted(
+            (
+                (int(m.group(1)), p)
+                for p in self.directory.glob("last-step*.ckpt")
+                if (m := _PREVIOUS.search(p.name))
+            ),
+            reverse=True,
+        )
+        for _, path in previous[self.keep_last - 1 :]:
             remove(path)
 
     def _save(self, trainer: L.Trainer) -> None:
@@ -231,7 +249,9 @@ class SaveLast(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save(trainer)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
         """The epoch boundary, saved before the next epoch's first step: the one point between epochs where
         Lightning's loop counters are consistent (at on_train_epoch_end it has already counted the epoch as
         processed, at the last batch's end the batch is not yet completed, at on_train_epoch_start the batch
@@ -242,6 +262,13 @@ class SaveLast(Callback):
 
 def checkpoint_callbacks(directory: Path, keep_last: int = 2) -> list[Callback]:
     """last.ckpt (newest, with the previous states kept) and best-step<N>.ckpt (best val/mIoU so far)."""
-    best = ModelCheckpoint(dirpath=directory, filename="best-step{step}", auto_insert_metric_name=False,
-                           monitor="val/mIoU", mode="max", save_top_k=1, save_last=False)
+    best = ModelCheckpoint(
+        dirpath=directory,
+        filename="best-step{step}",
+        auto_insert_metric_name=False,
+        monitor="val/mIoU",
+        mode="max",
+        save_top_k=1,
+        save_last=False,
+    )
     return [SaveLast(directory, keep_last), best]

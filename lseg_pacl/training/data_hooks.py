@@ -1,5 +1,5 @@
-"""Lightning callbacks that connect the Trainer to the data: the epoch a shard stream needs, and the counting of
-bad samples that arrive with each batch (data_modules/bad_samples.py)."""
+"""Lightning callbacks that connect the Trainer to the data: the epoch a shard stream needs, and the counting
+of bad samples that arrive with each batch (data_modules/bad_samples.py)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ class LoaderPosition(Callback):
         if loader is not None:
             loader.begin_epoch(epoch_in_progress(trainer))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
-                           ) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         loader = self._loader(trainer)
         if loader is not None:
             loader.trained(batch)
@@ -60,8 +61,11 @@ class SkipMonitor(Callback):
         except DataQualityError as exc:
             raise BadDataError(str(exc)) from None
         if batch.get(EXHAUSTED):
-            raise BadDataError(f"{batch[EXHAUSTED]} ({counter.summary()}; first: "
-                               + "; ".join(f"{r}: {f}" for r, f in counter.examples.items()) + ")")
+            raise BadDataError(
+                f"{batch[EXHAUSTED]} ({counter.summary()}; first: "
+                + "; ".join(f"{r}: {f}" for r, f in counter.examples.items())
+                + ")"
+            )
 
     def _end(self, stage: str, pl_module: L.LightningModule) -> None:
         counter = self.counters[stage]

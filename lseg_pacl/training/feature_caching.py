@@ -50,11 +50,14 @@ def plan_feature_cache(cfg: DictConfig, inputs: InputSpec) -> FeatureCachePlan |
         image_reasons.append(f"data.train.format={t.format} (streamed samples have no stable index)")
         text_reasons.append(f"data.train.format={t.format} (an endless stream of distinct captions)")
     if not caption_transform_is_deterministic(t.crop_scale_min, t.hflip):
-        image_reasons.append(f"data.train.crop_scale_min={t.crop_scale_min} / hflip={t.hflip} give a new crop or "
-                             f"flip each epoch (cacheable with crop_scale_min=1.0 hflip=false)")
+        image_reasons.append(
+            f"data.train.crop_scale_min={t.crop_scale_min} / hflip={t.hflip} give a new crop or "
+            f"flip each epoch (cacheable with crop_scale_min=1.0 hflip=false)"
+        )
     weights = clip_weights_identity(clip.name, clip.pretrained)
     if weights is None:
-        why = "model.clip.pretrained=null (random weights have no identity to key a cache by: save them to a file)"
+        why = ("model.clip.pretrained=null (random weights have no identity to key a cache by: save them to "
+               "a file and pass that)")
         image_reasons.append(why)
         text_reasons.append(why)
     for side, reasons in (("patch tokens", image_reasons), ("text embeddings", text_reasons)):
@@ -65,13 +68,19 @@ def plan_feature_cache(cfg: DictConfig, inputs: InputSpec) -> FeatureCachePlan |
     geometry = clip_geometry(clip.name)
     side = t.image_size // geometry.patch
     root = Path(t.feature_cache_dir or Path(cfg.run.root) / "feature_cache").expanduser() / digest(
-        {"weights": weights})
+        {"weights": weights}
+    )
     precision = str(cfg.trainer.precision) if cfg.trainer.precision is not None else "32-true"
     image_key = None
     if not image_reasons:
-        image_key = {"model": clip.name, "last_block": clip.last_block, "grid": [side * side, geometry.width],
-                     "transform": {"resize": t.image_size, "mean": list(inputs.mean), "std": list(inputs.std)},
-                     "split": t.split, "precision": precision}
+        image_key = {
+            "model": clip.name,
+            "last_block": clip.last_block,
+            "grid": [side * side, geometry.width],
+            "transform": {"resize": t.image_size, "mean": list(inputs.mean), "std": list(inputs.std)},
+            "split": t.split,
+            "precision": precision,
+        }
     text_key = None if text_reasons else {"model": clip.name, "precision": precision}
     return FeatureCachePlan(root, text_key, image_key, side * side, geometry.width)
 
@@ -81,11 +90,20 @@ def open_feature_cache(plan: FeatureCachePlan, train_root: Path, split: str) -> 
     records = read_coco_captions(train_root, split)
     token_store = None
     if plan.image_key is not None:
-        data = {"root": str(train_root.resolve()), "samples": len(records),
-                "files": files_digest(r.file for r in records)}
-        token_store = TokenStore(plan.root, {**plan.image_key, "data": data}, len(records), plan.tokens, plan.width)
-        log.info("feature cache: patch tokens in %s (%d of %d samples stored)", token_store.folder,
-                 token_store.filled(), len(records))
+        data = {
+            "root": str(train_root.resolve()),
+            "samples": len(records),
+            "files": files_digest(r.file for r in records),
+        }
+        token_store = TokenStore(
+            plan.root, {**plan.image_key, "data": data}, len(records), plan.tokens, plan.width
+        )
+        log.info(
+            "feature cache: patch tokens in %s (%d of %d samples stored)",
+            token_store.folder,
+            token_store.filled(),
+            len(records),
+        )
     text_store = TextStore(plan.root, plan.text_key) if plan.text_key is not None else None
     captions, nouns = caption_vocabulary(records) if text_store is not None else ([], [])
     return FeatureStores(token_store, text_store, tuple(captions), tuple(nouns))

@@ -17,14 +17,17 @@ log = logging.getLogger(__name__)
 
 
 def data_root(explicit: str | None, common: str | None, sub: str, key: str) -> Path:
-    """An explicit root, else <data.root>/<sub>, else $DATA_ROOT/<sub>; an error saying what to set otherwise."""
+    """An explicit root, else <data.root>/<sub>, else $DATA_ROOT/<sub>; an error saying what to set
+    otherwise."""
     if explicit:
         return Path(explicit).expanduser()
     base = common or os.environ.get("DATA_ROOT")
     if base:
         return Path(base).expanduser() / sub
-    raise ConfigError(f"no dataset root given for {sub}: pass {key}=DIR, or data.root=DIR, or set the DATA_ROOT "
-                      f"environment variable (then <root>/{sub} is used)")
+    raise ConfigError(
+        f"no dataset root given for {sub}: pass {key}=DIR, or data.root=DIR, or set the DATA_ROOT "
+        f"environment variable (then <root>/{sub} is used)"
+    )
 
 
 def ensure_synthetic(cfg: DictConfig) -> None:
@@ -70,15 +73,18 @@ def shard_sources(cfg: DictConfig) -> list[ShardSource]:
 
 
 def _check_remote(url: str, key: str) -> None:
-    """The URL's scheme has a file system here (e.g. s3:// needs s3fs): otherwise stop now, not in a worker."""
+    """The URL's scheme has a file system here (e.g. s3:// needs s3fs): otherwise stop now, not in a
+    worker."""
     import fsspec
 
     protocol = url.split("://", 1)[0]
     try:
         fsspec.get_filesystem_class(protocol)
     except (ImportError, ValueError) as exc:
-        raise MissingInputError(f"{key}: cannot read {protocol}:// URLs here ({exc}); install the fsspec "
-                                f"package for {protocol}, or copy the shards to a local path") from None
+        raise MissingInputError(
+            f"{key}: cannot read {protocol}:// URLs here ({exc}); install the fsspec "
+            f"package for {protocol}, or copy the shards to a local path"
+        ) from None
 
 
 def _check_shards(cfg: DictConfig) -> None:
@@ -90,11 +96,19 @@ def _check_shards(cfg: DictConfig) -> None:
         if local and len(missing) == len(local):
             raise MissingInputError(
                 f"caption shards not found: none of the {len(local)} shards of data.train.shards[{i}] exists "
-                f"(first: {missing[0]}). Expected webdataset tars as img2dataset writes them (00000.tar holding "
-                f"KEY.jpg, KEY.txt, KEY.json per sample), given as brace patterns, lists or URLs")
+                f"(first: {missing[0]}). Expected webdataset tars as img2dataset writes them (00000.tar "
+                "holding "
+                f"KEY.jpg, KEY.txt, KEY.json per sample), given as brace patterns, lists or URLs"
+            )
         if missing:
-            log.warning("data.train.shards[%d]: %d of %d shards are missing (first: %s); they are counted and "
-                        "skipped as missing_shard", i, len(missing), len(local), missing[0])
+            log.warning(
+                "data.train.shards[%d]: %d of %d shards are missing (first: %s); they are counted and "
+                "skipped as missing_shard",
+                i,
+                len(missing),
+                len(local),
+                missing[0],
+            )
 
 
 def check_inputs(cfg: DictConfig, train: bool = True) -> None:
@@ -108,9 +122,11 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     elif train:
         ann = train_root(cfg) / "annotations" / f"captions_{t.split}.json"
         if not ann.is_file():
-            raise MissingInputError(f"caption data not found: {ann} is missing. Download COCO captions "
-                                    f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
-                                    f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/")
+            raise MissingInputError(
+                f"caption data not found: {ann} is missing. Download COCO captions "
+                f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
+                f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/"
+            )
     check_benchmarks(cfg)
 
 
@@ -118,7 +134,9 @@ def check_benchmarks(cfg: DictConfig, names: list[str] | None = None) -> dict[st
     """The benchmarks' folders (default: the validation benchmarks), each checked against its layout."""
     roots = val_roots(cfg, names)
     for name, folder in roots.items():
-        require_layout(name, folder, cfg.data.val.split or benchmark(name).default_split, f"data.val.roots.{name}")
+        require_layout(
+            name, folder, cfg.data.val.split or benchmark(name).default_split, f"data.val.roots.{name}"
+        )
     return roots
 
 
@@ -127,5 +145,7 @@ def require_layout(name: str, folder: Path, split: str, key: str) -> None:
     bench = benchmark(name)
     why = bench.missing(folder, split)
     if why:
-        raise MissingInputError(f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
-                                f"Pass {key}=DIR, or set data.root / DATA_ROOT to the folder holding {bench.folder}/")
+        raise MissingInputError(
+            f"{name} not found: {why}. Expected layout:\n{bench.expected_layout(split)}\n"
+            f"Pass {key}=DIR, or set data.root / DATA_ROOT to the folder holding {bench.folder}/"
+        )

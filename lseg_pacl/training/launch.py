@@ -1,10 +1,10 @@
 """How this process was launched, read from the environment in one place, and the one thing it passes on.
 
 Several processes of one run must agree on its directory and id without talking: torchrun and SLURM start them
-together (they share a job id), and Lightning's DDP launcher re-runs the command line for ranks 1..N-1 after rank
-0 has planned. The environment is the only channel to those re-run ranks, so rank 0 publishes its plan's directory
-and id there (``published``) and they read it back here (``Launch.from_environ``); nothing else reads or writes
-these variables.
+together (they share a job id), and Lightning's DDP launcher re-runs the command line for ranks 1..N-1 after
+rank 0 has planned. The environment is the only channel to those re-run ranks, so rank 0 publishes its plan's
+directory and id there (``published``) and they read it back here (``Launch.from_environ``); nothing else
+reads or writes these variables.
 """
 
 from __future__ import annotations
@@ -40,8 +40,13 @@ class Launch:
         together = _count(env, "WORLD_SIZE") > 1 or _count(env, "SLURM_NTASKS") > 1
         job = env.get("SLURM_JOB_ID") or env.get("TORCHELASTIC_RUN_ID")
         inherited = env.get(RUN_DIR_ENV)
-        return cls(rank=rank(), together=together, job_id=job if job and job != "none" else None,
-                   inherited_dir=Path(inherited) if inherited else None, inherited_id=env.get(RUN_ID_ENV) or None)
+        return cls(
+            rank=rank(),
+            together=together,
+            job_id=job if job and job != "none" else None,
+            inherited_dir=Path(inherited) if inherited else None,
+            inherited_id=env.get(RUN_ID_ENV) or None,
+        )
 
 
 @contextlib.contextmanager

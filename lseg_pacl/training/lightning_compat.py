@@ -1,5 +1,5 @@
-"""The Lightning internals this project relies on where Lightning offers no public API, kept in this one module;
-tests/lseg_pacl/training/test_lightning_compat.py fails when a Lightning release changes them."""
+"""The Lightning internals this project relies on where Lightning offers no public API, kept in this one
+module; tests/lseg_pacl/training/test_lightning_compat.py fails when a Lightning release changes them."""
 
 from __future__ import annotations
 

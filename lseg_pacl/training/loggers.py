@@ -19,9 +19,9 @@ WANDB_MODES = ("offline", "online", "disabled")
 
 
 class RunCSVLogger(Logger):
-    """metrics.csv directly in the run directory: one row per logged step, columns sorted by name; a column that
-    appears later rewrites the file with the wider header. A resumed run appends (Lightning's own CSV logger
-    would delete the file)."""
+    """metrics.csv directly in the run directory: one row per logged step, columns sorted by name; a column
+    that appears later rewrites the file with the wider header. A resumed run appends (Lightning's own CSV
+    logger would delete the file)."""
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
@@ -81,19 +81,33 @@ class RunCSVLogger(Logger):
 
 def _wandb_key_available() -> bool:
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "wandb" in netrc.read_text(errors="ignore"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "wandb" in netrc.read_text(errors="ignore")
+    )
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
     loggers: list[Logger] = [RunCSVLogger(run_dir)]
     w = cfg.logger.wandb
     if w.mode == "online" and not _wandb_key_available():
-        raise MissingInputError("logger.wandb.mode=online needs a W&B API key: set WANDB_API_KEY in the environment "
-                                "or run `wandb login` (or use logger.wandb.mode=offline and `wandb sync` later)")
+        raise MissingInputError(
+            "logger.wandb.mode=online needs a W&B API key: set WANDB_API_KEY in the environment "
+            "or run `wandb login` (or use logger.wandb.mode=offline and `wandb sync` later)"
+        )
     if w.mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(project=w.project, entity=w.entity, id=cfg.run.id,
-                                   name=f"{cfg.run.experiment}/{cfg.run.id}", save_dir=str(run_dir), mode=w.mode,
-                                   resume="allow", tags=list(w.tags), log_model=False))
+        loggers.append(
+            WandbLogger(
+                project=w.project,
+                entity=w.entity,
+                id=cfg.run.id,
+                name=f"{cfg.run.experiment}/{cfg.run.id}",
+                save_dir=str(run_dir),
+                mode=w.mode,
+                resume="allow",
+                tags=list(w.tags),
+                log_model=False,
+            )
+        )
     return loggers

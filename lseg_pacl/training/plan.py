@@ -1,11 +1,11 @@
-"""Planning a training run, computed once before anything is built: the resolved config, the run directory and id,
-and the checkpoint to continue from. Planning reads (experiment files, saved configs, checkpoint manifests) and
-writes nothing; the runner executes the plan.
+"""Planning a training run, computed once before anything is built: the resolved config, the run directory and
+id, and the checkpoint to continue from. Planning reads (experiment files, saved configs, checkpoint
+manifests) and writes nothing; the runner executes the plan.
 
 Fresh runs go to ``run.dir`` or ``<run.root>/<experiment>/<run id>``; ``resume=DIR|last`` continues a run with
-its saved config (only harmless keys may change, resume.py); ``resume=auto`` continues the named run when it has
-a checkpoint and starts it otherwise. A pipeline experiment (``stages``) plans each stage when its turn comes
-(``plan_stage``), since a stage takes the weights the one before it ended with.
+its saved config (only harmless keys may change, resume.py); ``resume=auto`` continues the named run when it
+has a checkpoint and starts it otherwise. A pipeline experiment (``stages``) plans each stage when its turn
+comes (``plan_stage``), since a stage takes the weights the one before it ended with.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from lseg_pacl.training.resume import (
     without_resume,
 )
 
-PREVIOUS_STAGE = "previous_stage"  # model.clip.pretrained value: the CLIP weights of the pipeline's stage before
+PREVIOUS_STAGE = (
+    "previous_stage"  # model.clip.pretrained value: the CLIP weights of the pipeline's stage before
+)
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,18 @@ def experiment_root(cfg: DictConfig) -> Path:
 
 
 def _shared_run_id(cfg: DictConfig, launch: Launch) -> str:
-    """A run id every rank agrees on without talking: explicit, inherited from rank 0, or the launcher's job id."""
+    """A run id every rank agrees on without talking: explicit, inherited from rank 0, or the launcher's job
+    id."""
     if cfg.run.id:
         return cfg.run.id
     if launch.inherited_id:
         return launch.inherited_id
     if launch.together:
         if launch.job_id is None:
-            raise ConfigError("several processes were launched together: pass run.id=NAME (or run.dir=DIR) so that "
-                              "every rank writes to the same run")
+            raise ConfigError(
+                "several processes were launched together: pass run.id=NAME (or run.dir=DIR) so that "
+                "every rank writes to the same run"
+            )
         return f"job-{launch.job_id}"
     return new_run_id()
 
@@ -74,8 +79,10 @@ def _shared_run_id(cfg: DictConfig, launch: Launch) -> str:
 def _finished(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool, start: Path | None) -> RunPlan:
     if not cfg.stages:
         if cfg.model.clip.pretrained == PREVIOUS_STAGE:
-            raise ConfigError(f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; "
-                              f"pass a CLIP checkpoint file instead")
+            raise ConfigError(
+                f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; "
+                f"pass a CLIP checkpoint file instead"
+            )
         check_trainable(cfg)
     resolved = with_fields(cfg, {"run.dir": str(run_dir), "run.id": run_id, "resume": None})
     return RunPlan(resolved, run_dir, resuming, start)
@@ -91,7 +98,9 @@ def _resumed(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> RunPlan:
             raise MissingInputError(f"nothing to resume in {run_dir}: no stage has a checkpoint yet")
         return _finished(saved_with_overrides(saved, without_resume(overrides)), run_dir, run_id, True, None)
     if not has_checkpoint(run_dir):
-        raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}")
+        raise MissingInputError(
+            f"nothing to resume in {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}"
+        )
     resumed = checked_resume(saved, overrides, run_dir)
     return _finished(resumed, run_dir, run_id, True, checkpoint_to_resume(run_dir))
 
@@ -101,8 +110,10 @@ def plan_run(experiment: str, overrides: list[str], launch: Launch) -> RunPlan:
     cfg = load_config(experiment, overrides)
     if cfg.resume == "auto":
         if not (cfg.run.dir or cfg.run.id or launch.inherited_id or launch.together):
-            raise ConfigError("resume=auto needs a run to look for: pass run.id=NAME or run.dir=DIR (under SLURM or "
-                              "torchrun the job id names it)")
+            raise ConfigError(
+                "resume=auto needs a run to look for: pass run.id=NAME or run.dir=DIR (under SLURM or "
+                "torchrun the job id names it)"
+            )
         run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / _shared_run_id(cfg, launch)
         if (run_dir / "config.yaml").is_file() and has_progress(run_dir):
             return _resumed(cfg, run_dir, overrides)
@@ -115,14 +126,15 @@ def plan_run(experiment: str, overrides: list[str], launch: Launch) -> RunPlan:
     run_id = _shared_run_id(cfg, launch)
     run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / run_id
     if (run_dir / "config.yaml").exists() and launch.rank == 0:
-        raise ConfigError(f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another "
-                          f"run.dir")
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another run.dir"
+        )
     return _finished(cfg, run_dir, run_id, False, None)
 
 
 def plan_stage(pipeline: RunPlan, stage: str, overrides: list[str], previous: str | None) -> RunPlan:
-    """One stage of a pipeline, in ``<run dir>/<stage>``: continued when it has a checkpoint and the pipeline is
-    resuming, else started with ``previous`` (the stage before's last checkpoint) where it asks for it."""
+    """One stage of a pipeline, in ``<run dir>/<stage>``: continued when it has a checkpoint and the pipeline
+    is resuming, else started with ``previous`` (the stage before's last checkpoint) where it asks for it."""
     stage_dir = pipeline.run_dir / stage
     own = [o for o in without_resume(overrides) if not o.startswith(("run.", "stages"))]
     run_id = f"{pipeline.run_id}-{stage}"

@@ -1,10 +1,10 @@
 """Preemption: SIGTERM (a scheduler's kill notice) or SIGUSR1 (SLURM's ``--signal``) only sets a flag; at the
-next training step boundary (before the next batch) every rank learns whether any rank got one (a max over ranks), all save the state
-together (last.ckpt, checkpointing.py) and the run stops with ``Preempted`` (exit code 75). ``resume=DIR`` or
-``resume=auto`` continues it exactly where it stopped.
+next training step boundary (before the next batch) every rank learns whether any rank got one (a max over
+ranks), all save the state together (last.ckpt, checkpointing.py) and the run stops with ``Preempted`` (exit
+code 75). ``resume=DIR`` or ``resume=auto`` continues it exactly where it stopped.
 
-Nothing happens inside the signal handler itself (no collective, no I/O): Lightning's own SIGTERM handler, which
-broadcasts from inside the handler and exits without saving, is replaced while training runs.
+Nothing happens inside the signal handler itself (no collective, no I/O): Lightning's own SIGTERM handler,
+which broadcasts from inside the handler and exits without saving, is replaced while training runs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from lseg_pacl.training.checkpointing import SaveLast
 
 log = logging.getLogger(__name__)
 
-SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
+SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None
+)
 
 
 class PreemptionHandler(Callback):
@@ -49,10 +51,14 @@ class PreemptionHandler(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
         """Checked before each step (not after: at a batch's end Lightning's counters are mid-update, and a
         resume from there would repeat or skip data); the fetched batch is trained on after the resume."""
         if batch_idx % max(1, trainer.accumulate_grad_batches):
@@ -65,6 +71,8 @@ class PreemptionHandler(Callback):
         name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
         log.warning("%s received: saving the state at step %d and stopping", name, trainer.global_step)
         self.save_last.save(trainer)
-        raise Preempted(f"stopped by {name} at step {trainer.global_step}; the state is saved in "
-                        f"{self.save_last.path}. Continue with resume={self.save_last.directory.parent} "
-                        f"(or resume=auto with the same run.id / run.dir)")
+        raise Preempted(
+            f"stopped by {name} at step {trainer.global_step}; the state is saved in "
+            f"{self.save_last.path}. Continue with resume={self.save_last.directory.parent} "
+            f"(or resume=auto with the same run.id / run.dir)"
+        )

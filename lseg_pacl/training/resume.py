@@ -15,20 +15,36 @@ from lseg_pacl.training.checkpointing import LAST, checkpoints_by_step, resume_c
 log = logging.getLogger(__name__)
 
 # What a resumed run may change: how long it trains, how it validates and logs, where it writes. Anything else
-# (model, data, seed, optimizer, devices, workers, precision, accumulation) is refused: it would change what the
-# checkpoint was trained on, fail to restore (optimizer state, a stream's per-worker position), or be overwritten
-# by the restored state without effect (learning rates).
-RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.max_epochs", "trainer.val_check_interval",
-                     "trainer.check_val_every_n_epoch", "trainer.limit_val_batches", "trainer.num_sanity_val_steps",
-                     "trainer.log_every_n_steps", "trainer.enable_progress_bar",
-                     "logger.", "eval.", "run.", "resume", "description", "base", "data.val_batch_size",
-                     "data.val.", "data.max_bad_fraction", "optim.max_nonfinite_steps")
+# (model, data, seed, optimizer, devices, workers, precision, accumulation) is refused: it would change what
+# the checkpoint was trained on, fail to restore (optimizer state, a stream's per-worker position), or be
+# overwritten by the restored state without effect (learning rates).
+RESUME_MAY_CHANGE = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.val_check_interval",
+    "trainer.check_val_every_n_epoch",
+    "trainer.limit_val_batches",
+    "trainer.num_sanity_val_steps",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "logger.",
+    "eval.",
+    "run.",
+    "resume",
+    "description",
+    "base",
+    "data.val_batch_size",
+    "data.val.",
+    "data.max_bad_fraction",
+    "optim.max_nonfinite_steps",
+)
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()} or {
-            prefix[:-1]: {}}
+            prefix[:-1]: {}
+        }
     return {prefix[:-1]: node}
 
 
@@ -51,15 +67,20 @@ def checked_resume(saved: DictConfig, overrides: list[str], where: Path) -> Dict
     resumed = saved_with_overrides(saved, without_resume(overrides))
     refused, allowed = resume_changes(saved, resumed)
     if refused:
-        raise ConfigError(f"resuming {where} with a different " + ", ".join(
-            f"{k} ({OmegaConf.select(saved, k)!r} -> {OmegaConf.select(resumed, k)!r})" for k in refused)
-            + ": these change the model or the data its checkpoint was trained on; start a new run instead")
+        raise ConfigError(
+            f"resuming {where} with a different "
+            + ", ".join(
+                f"{k} ({OmegaConf.select(saved, k)!r} -> {OmegaConf.select(resumed, k)!r})" for k in refused
+            )
+            + ": these change the model or the data its checkpoint was trained on; start a new run instead"
+        )
     if allowed:
         log.info("resuming %s with changed %s", where, ", ".join(allowed))
     return resumed
 
 
-# ------------------------------------------------------------------------------------------------ run directories
+# ------------------------------------------------------------------------------------------------ run
+# directories
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -69,8 +90,11 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 def has_progress(run_dir: Path) -> bool:
     """A run (or a pipeline stage of it) that saved a checkpoint or finished."""
-    return has_checkpoint(run_dir) or any(has_checkpoint(p.parent) for p in run_dir.glob("*/config.yaml")) or any(
-        run_dir.glob("*/summary.json"))
+    return (
+        has_checkpoint(run_dir)
+        or any(has_checkpoint(p.parent) for p in run_dir.glob("*/config.yaml"))
+        or any(run_dir.glob("*/summary.json"))
+    )
 
 
 def checkpoint_to_resume(run_dir: Path) -> Path:
@@ -79,7 +103,9 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
     found = resume_checkpoint(folder)
     if found is not None:
         return found
-    if (folder / LAST).is_file() and not checkpoints_by_step(folder):  # written before checkpoints had manifests
+    if (folder / LAST).is_file() and not checkpoints_by_step(
+        folder
+    ):  # written before checkpoints had manifests
         log.warning("resuming from %s, which has no manifest to verify it against", folder / LAST)
         return folder / LAST
     raise MissingInputError(f"nothing to resume in {run_dir}: no intact checkpoint in {folder}")
@@ -91,11 +117,14 @@ def newest_run(root: Path) -> Path | None:
 
 
 def run_to_resume(resume: str, experiment: str, experiment_root: Path) -> Path:
-    """The run directory ``resume=`` names (a folder, or "last"); an error (never a fresh start) without one."""
+    """The run directory ``resume=`` names (a folder, or "last"); an error (never a fresh start) without
+    one."""
     if resume == "last":
         found = newest_run(experiment_root)
         if found is None:
-            raise MissingInputError(f"resume=last: no run of '{experiment}' with a checkpoint under {experiment_root}")
+            raise MissingInputError(
+                f"resume=last: no run of '{experiment}' with a checkpoint under {experiment_root}"
+            )
         return found
     run_dir = Path(resume).expanduser()
     if not (run_dir / "config.yaml").is_file():

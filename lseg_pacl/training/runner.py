@@ -66,7 +66,8 @@ def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwarg
     plugins = [SafeCheckpointIO()]
     if SLURMEnvironment.detect():  # our preemption handler saves and exits; Lightning's own requeue stays off
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    try:  # our DataModules shard by rank themselves: validation without Lightning's padding (data_modules/samplers)
+    # our DataModules shard by rank themselves: validation without Lightning's padding (data_modules/samplers)
+    try:
         return L.Trainer(callbacks=callbacks, use_distributed_sampler=False, plugins=plugins, **kwargs)
     except (ValueError, TypeError, MisconfigurationException) as exc:
         raise ConfigError(f"bad trainer.* setting: {exc}") from None
@@ -94,10 +95,18 @@ def fit(plan: RunPlan) -> dict:
     module, data = build_model_and_data(cfg)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
     save_last = next(c for c in callbacks if isinstance(c, SaveLast))
-    trainer = make_trainer(cfg.data.max_bad_fraction,
-                           [*callbacks, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed),
-                            PreemptionHandler(save_last)],
-                           **trainer_kwargs(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir))
+    trainer = make_trainer(
+        cfg.data.max_bad_fraction,
+        [
+            *callbacks,
+            LearningRateMonitor(logging_interval="step"),
+            StepSeed(cfg.seed),
+            PreemptionHandler(save_last),
+        ],
+        **trainer_kwargs(cfg),
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir),
+    )
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     clear_unfinished_saves(run_dir / "checkpoints")
     trainer.fit(module, datamodule=data, ckpt_path=str(plan.start_from) if plan.start_from else None)
@@ -105,9 +114,15 @@ def fit(plan: RunPlan) -> dict:
     final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
-    summary = {"experiment": cfg.run.experiment, "objective": cfg.model.objective, "run_dir": str(run_dir),
-               "global_step": trainer.global_step, "final": metrics, "best_checkpoint": best_path or None,
-               "last_checkpoint": str(run_dir / "checkpoints" / LAST)}
+    summary = {
+        "experiment": cfg.run.experiment,
+        "objective": cfg.model.objective,
+        "run_dir": str(run_dir),
+        "global_step": trainer.global_step,
+        "final": metrics,
+        "best_checkpoint": best_path or None,
+        "last_checkpoint": str(run_dir / "checkpoints" / LAST),
+    }
     if rank() == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
@@ -116,8 +131,13 @@ def fit(plan: RunPlan) -> dict:
 def print_summary(summary: dict) -> None:
     run_dir = Path(summary["run_dir"])
     print(f"\nRun finished: {run_dir}")
-    for label, path in (("config", "config.yaml"), ("checkpoints", "checkpoints"), ("metrics", "metrics.csv"),
-                        ("wandb", "wandb"), ("summary", "summary.json")):
+    for label, path in (
+        ("config", "config.yaml"),
+        ("checkpoints", "checkpoints"),
+        ("metrics", "metrics.csv"),
+        ("wandb", "wandb"),
+        ("summary", "summary.json"),
+    ):
         if (run_dir / path).exists():
             print(f"  {label:<12}{run_dir / path}")
     finals = ", ".join(f"{k}={v:.4f}" for k, v in sorted(summary["final"].items()))
@@ -128,7 +148,8 @@ def print_summary(summary: dict) -> None:
 
 
 def run_pipeline(plan: RunPlan, overrides: list[str]) -> dict:
-    """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a checkpoint continues."""
+    """Each stage in ``run_dir/<stage>``; a stage with summary.json is done, one with a checkpoint
+    continues."""
     _write_config(plan.config, plan.run_dir)
     results, previous = {}, None
     for stage in plan.config.stages:

@@ -1,6 +1,7 @@
-"""Torch's random state as a function of (seed, rank, step, batch in the epoch): what a training batch draws (noun
-templates, dropout) does not depend on anything before it, so a resumed run draws what an uninterrupted one would
-(Lightning's checkpoints hold no RNG state); the batch index keeps the micro-batches of one accumulated step apart."""
+"""Torch's random state as a function of (seed, rank, step, batch in the epoch): what a training batch draws
+(noun templates, dropout) does not depend on anything before it, so a resumed run draws what an uninterrupted
+one would (Lightning's checkpoints hold no RNG state); the batch index keeps the micro-batches of one
+accumulated step apart."""
 
 from __future__ import annotations
 
@@ -16,5 +17,7 @@ class StepSeed(Callback):
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
         torch.manual_seed(mix(self.seed, rank(), trainer.global_step, batch_idx))

@@ -27,7 +27,9 @@ def test_raises_once_the_share_is_exceeded_but_not_before_enough_samples():
 def test_the_stop_names_the_worst_shards_first():
     counter = SkipCounter(max_bad_fraction=0.05)
     counter.add(MIN_SEEN, [("bad_image", "s3://b/good.tar:000001")])
-    events = [("bad_image", f"s3://b/rotten.tar:{k:06d}") for k in range(6)] + [("empty_caption", "/d/two.tar:7")] * 2
+    events = [("bad_image", f"s3://b/rotten.tar:{k:06d}") for k in range(6)] + [
+        ("empty_caption", "/d/two.tar:7")
+    ] * 2
     with pytest.raises(DataQualityError) as err:
         counter.add(0, events)
     message = str(err.value)

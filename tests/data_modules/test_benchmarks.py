@@ -1,4 +1,5 @@
-"""Every benchmark read from small fixtures in its real on-disk layout: counts, label mappings, class lists."""
+"""Every benchmark read from small fixtures in its real on-disk layout: counts, label mappings, class
+lists."""
 
 import numpy as np
 import pytest
@@ -33,15 +34,23 @@ def expect(raw: np.ndarray, table: dict[int, int]) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("name", "make", "ids", "table", "classes"), [
-    ("ade20k", make_ade, [0, 1, 2, 150], {0: 255, 1: 0, 2: 1, 150: 149}, 150),
-    ("voc20", make_voc, [0, 1, 20], {0: 255, 1: 0, 20: 19, 255: 255}, 20),
-    ("voc21", make_voc, [0, 1, 20], {0: 0, 1: 1, 20: 20, 255: 255}, 21),
-    ("context59", make_context, [0, 1, 59], {0: 255, 1: 0, 59: 58}, 59),
-    ("context60", make_context, [0, 1, 59], {0: 0, 1: 1, 59: 59}, 60),
-    ("coco_stuff171", make_coco_stuff, [0, 10, 11, 12, 90, 91, 181, 255],
-     {0: 0, 10: 10, 11: 255, 12: 11, 90: 255, 91: 80, 181: 170, 255: 255}, 171),
-])
+@pytest.mark.parametrize(
+    ("name", "make", "ids", "table", "classes"),
+    [
+        ("ade20k", make_ade, [0, 1, 2, 150], {0: 255, 1: 0, 2: 1, 150: 149}, 150),
+        ("voc20", make_voc, [0, 1, 20], {0: 255, 1: 0, 20: 19, 255: 255}, 20),
+        ("voc21", make_voc, [0, 1, 20], {0: 0, 1: 1, 20: 20, 255: 255}, 21),
+        ("context59", make_context, [0, 1, 59], {0: 255, 1: 0, 59: 58}, 59),
+        ("context60", make_context, [0, 1, 59], {0: 0, 1: 1, 59: 59}, 60),
+        (
+            "coco_stuff171",
+            make_coco_stuff,
+            [0, 10, 11, 12, 90, 91, 181, 255],
+            {0: 0, 10: 10, 11: 255, 12: 11, 90: 255, 91: 80, 181: 170, 255: 255},
+            171,
+        ),
+    ],
+)
 def test_label_mapping_and_counts(tmp_path, name, make, ids, table, classes):
     folder = make(tmp_path, n=3, ids=ids)
     ds = SegmentationSet(name, tmp_path, None, T)  # the data root: the standard folder is found under it
@@ -91,10 +100,18 @@ def test_out_of_range_ids_are_refused_not_wrapped():
 
 def test_class_name_counts_and_split_defaults():
     counts = {n: len(b.classes) for n, b in BENCHMARKS.items() if b.classes is not None}
-    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
-                      "coco_stuff171": 171}
-    assert BENCHMARKS["voc21"].classes[0] == "background" and BENCHMARKS["voc21"].classes[1:] == BENCHMARKS[
-        "voc20"].classes
+    assert counts == {
+        "ade20k": 150,
+        "voc20": 20,
+        "voc21": 21,
+        "context59": 59,
+        "context60": 60,
+        "coco_stuff171": 171,
+    }
+    assert (
+        BENCHMARKS["voc21"].classes[0] == "background"
+        and BENCHMARKS["voc21"].classes[1:] == BENCHMARKS["voc20"].classes
+    )
 
 
 def test_missing_dataset_shows_the_expected_layout(tmp_path):

@@ -38,8 +38,13 @@ def test_caption_draw_is_seeded(world):
 
 def test_empty_captions_are_skipped_and_missing_files_named(tmp_path):
     (tmp_path / "annotations").mkdir()
-    data = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
-            "annotations": [{"id": 1, "image_id": 1, "caption": "  "}, {"id": 2, "image_id": 2, "caption": "a cat"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "caption": "  "},
+            {"id": 2, "image_id": 2, "caption": "a cat"},
+        ],
+    }
     (tmp_path / "annotations" / "captions_x.json").write_text(json.dumps(data))
     records = read_coco_captions(tmp_path, "x")
     assert [r.captions for r in records] == [("a cat",)]
@@ -58,8 +63,10 @@ def test_missing_or_broken_images_are_skipped_and_real_captions_get_extracted_no
     truncate(files[1], 0.3)
     ds = CocoCaptions(coco, "train2017", caption_train_transform(16, MEAN, STD))
     items = [ds[i] for i in range(3)]
-    assert [(it.reason, it.file) for it in items[:2]] == [("missing_file", str(files[0])),
-                                                          ("bad_image", str(files[1]))]
+    assert [(it.reason, it.file) for it in items[:2]] == [
+        ("missing_file", str(files[0])),
+        ("bad_image", str(files[1])),
+    ]
     assert isinstance(items[0], Skipped) and items[2]["nouns"]  # COCO has no nouns field: they are extracted
     assert all(noun in items[2]["caption"].lower() for noun in items[2]["nouns"])
     batch = collate_captions(items)
@@ -68,6 +75,8 @@ def test_missing_or_broken_images_are_skipped_and_real_captions_get_extracted_no
 
 def test_a_non_utf8_caption_file_is_a_clear_error(tmp_path):
     (tmp_path / "annotations").mkdir()
-    (tmp_path / "annotations" / "captions_x.json").write_bytes(b'{"images": [], "annotations": [{"caption": "\xff"}]}')
+    (tmp_path / "annotations" / "captions_x.json").write_bytes(
+        b'{"images": [], "annotations": [{"caption": "\xff"}]}'
+    )
     with pytest.raises(ValueError, match="not a UTF-8 COCO captions JSON"):
         read_coco_captions(tmp_path, "x")

@@ -29,7 +29,9 @@ def test_segmentation_check_counts_pairs_histogram_and_problems(tmp_path):
 
 def test_parallel_check_gives_the_same_report(tmp_path):
     make_ade(tmp_path, n=5, ids=[0, 3])
-    assert check_dataset("ade20k", str(tmp_path), workers=2) == check_dataset("ade20k", str(tmp_path), workers=0)
+    assert check_dataset("ade20k", str(tmp_path), workers=2) == check_dataset(
+        "ade20k", str(tmp_path), workers=0
+    )
 
 
 def test_caption_checks(tmp_path):
@@ -43,10 +45,19 @@ def test_caption_checks(tmp_path):
     ann.write_text(json.dumps(data))
     report = check_dataset("coco_captions", str(coco))
     assert report["images"] == 4 and report["pairs_ok"] == 15 and report["label_hist"] is None
-    assert report["problem_counts"] == {"bad_image": 1, "empty_caption": 1, "bad_annotation": 1, "no_caption": 1}
+    assert report["problem_counts"] == {
+        "bad_image": 1,
+        "empty_caption": 1,
+        "bad_annotation": 1,
+        "no_caption": 1,
+    }
     assert {"file": str(coco / "train2017" / "lonely.jpg"), "reason": "no_caption"} in report["problems"]
-    shards = make_shards(tmp_path / "shards", n_shards=3, per_shard=4,
-                         captions=lambda i: b"\xff\xfe" if i == 5 else f"a dog {i}")
+    shards = make_shards(
+        tmp_path / "shards",
+        n_shards=3,
+        per_shard=4,
+        captions=lambda i: b"\xff\xfe" if i == 5 else f"a dog {i}",
+    )
     report = check_dataset("shards", str(tmp_path / "shards"))
     assert (report["shards"], report["images"], report["pairs_ok"]) == (3, 12, 11)
     assert report["problems"] == [{"file": f"{shards[1]}:000000005", "reason": "caption_not_utf8"}]

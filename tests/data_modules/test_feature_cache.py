@@ -1,4 +1,5 @@
-"""The on-disk stores of frozen features: rows round-trip in float16, keys separate caches, damage is not trusted."""
+"""The on-disk stores of frozen features: rows round-trip in float16, keys separate caches, damage is not
+trusted."""
 
 import pickle
 
@@ -74,7 +75,11 @@ def test_the_text_store_keeps_first_rows_across_many_chunks(tmp_path):
     for c in range(50):  # chunk after chunk, as a COCO-sized fill adds them
         store.add([f"caption {c} {k}" for k in range(100)], torch.full((100, 4), float(c)))
     assert len(store) == 5001
-    assert store.get(["caption 49 99", "x", "caption 3 0"])[:, 0].tolist() == [49.0, float(emb[0, 0].half()), 3.0]
+    assert store.get(["caption 49 99", "x", "caption 3 0"])[:, 0].tolist() == [
+        49.0,
+        float(emb[0, 0].half()),
+        3.0,
+    ]
     store.save()
     again = TextStore(tmp_path, {"model": "m"})
     assert torch.equal(again.get(["caption 17 5", "x"]), store.get(["caption 17 5", "x"]))

@@ -6,23 +6,138 @@ from data_modules.classnames import ADE20K_150
 from data_modules.nouns import DEFAULT_LEXICON, extract_nouns, load_lexicon, singular
 
 COCO_80 = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis",
-    "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed",
-    "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven",
-    "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 PASCAL = (
-    "aeroplane", "motorbike", "potted plant", "tv monitor", "dining table", "sofa", "bedclothes", "cloth",
-    "platform", "shelf", "wood", "ground", "track", "sign", "keyboard", "light",
+    "aeroplane",
+    "motorbike",
+    "potted plant",
+    "tv monitor",
+    "dining table",
+    "sofa",
+    "bedclothes",
+    "cloth",
+    "platform",
+    "shelf",
+    "wood",
+    "ground",
+    "track",
+    "sign",
+    "keyboard",
+    "light",
 )
 EXCLUDED = (
-    "top", "front", "side", "view", "picture", "image", "photo", "background", "lot", "couple", "group", "pair",
-    "bunch", "way", "time", "day", "back", "bottom", "middle", "edge", "corner", "area", "scene", "thing", "stand",
-    "can", "fly", "watch", "play", "ride", "well", "saw",
+    "top",
+    "front",
+    "side",
+    "view",
+    "picture",
+    "image",
+    "photo",
+    "background",
+    "lot",
+    "couple",
+    "group",
+    "pair",
+    "bunch",
+    "way",
+    "time",
+    "day",
+    "back",
+    "bottom",
+    "middle",
+    "edge",
+    "corner",
+    "area",
+    "scene",
+    "thing",
+    "stand",
+    "can",
+    "fly",
+    "watch",
+    "play",
+    "ride",
+    "well",
+    "saw",
 )
 
 
@@ -36,22 +151,72 @@ def test_brief_examples():
     assert extract_nouns("a man riding a wave on top of a surfboard") == ["man", "wave", "surfboard"]
 
 
-@pytest.mark.parametrize(("plural", "expected"), [
-    ("people", "person"), ("men", "man"), ("women", "woman"), ("children", "child"), ("feet", "foot"),
-    ("teeth", "tooth"), ("mice", "mouse"), ("geese", "goose"), ("knives", "knife"), ("leaves", "leaf"),
-    ("wolves", "wolf"), ("shelves", "shelf"), ("loaves", "loaf"), ("buses", "bus"), ("glasses", "glass"),
-    ("benches", "bench"), ("boxes", "box"), ("dishes", "dish"), ("skis", "ski"), ("giraffes", "giraffe"),
-    ("bananas", "banana"), ("cherries", "cherry"), ("cookies", "cookie"), ("pies", "pie"), ("horses", "horse"),
-    ("shoes", "shoe"), ("tomatoes", "tomato"), ("gloves", "glove"), ("caves", "cave"), ("lenses", "lens"),
-    ("dresses", "dress"), ("firemen", "fireman"), ("bookshelves", "bookshelf"), ("kiwis", "kiwi"),
-    ("cacti", "cactus"), ("skies", "sky"), ("Dogs", "dog"),
-])
+@pytest.mark.parametrize(
+    ("plural", "expected"),
+    [
+        ("people", "person"),
+        ("men", "man"),
+        ("women", "woman"),
+        ("children", "child"),
+        ("feet", "foot"),
+        ("teeth", "tooth"),
+        ("mice", "mouse"),
+        ("geese", "goose"),
+        ("knives", "knife"),
+        ("leaves", "leaf"),
+        ("wolves", "wolf"),
+        ("shelves", "shelf"),
+        ("loaves", "loaf"),
+        ("buses", "bus"),
+        ("glasses", "glass"),
+        ("benches", "bench"),
+        ("boxes", "box"),
+        ("dishes", "dish"),
+        ("skis", "ski"),
+        ("giraffes", "giraffe"),
+        ("bananas", "banana"),
+        ("cherries", "cherry"),
+        ("cookies", "cookie"),
+        ("pies", "pie"),
+        ("horses", "horse"),
+        ("shoes", "shoe"),
+        ("tomatoes", "tomato"),
+        ("gloves", "glove"),
+        ("caves", "cave"),
+        ("lenses", "lens"),
+        ("dresses", "dress"),
+        ("firemen", "fireman"),
+        ("bookshelves", "bookshelf"),
+        ("kiwis", "kiwi"),
+        ("cacti", "cactus"),
+        ("skies", "sky"),
+        ("Dogs", "dog"),
+    ],
+)
 def test_plurals(plural, expected):
     assert singular(plural) == expected
 
 
-@pytest.mark.parametrize("word", ["glass", "bus", "grass", "cactus", "tennis", "dog", "person", "stairs",
-                                  "scissors", "jeans", "sheep", "fish", "octopus", "iris", "dress"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "glass",
+        "bus",
+        "grass",
+        "cactus",
+        "tennis",
+        "dog",
+        "person",
+        "stairs",
+        "scissors",
+        "jeans",
+        "sheep",
+        "fish",
+        "octopus",
+        "iris",
+        "dress",
+    ],
+)
 def test_singular_words_stay(word):
     assert singular(word) == word
 
@@ -75,7 +240,10 @@ def test_multiword_entries_win_over_their_parts():
     assert extract_nouns("a hot air balloon over the sea") == ["hot air balloon", "sea"]
     assert extract_nouns("plates of french fries") == ["plate", "french fry"]
     assert extract_nouns("wine glasses and cell phones on a dining table") == [
-        "wine glass", "cell phone", "dining table"]
+        "wine glass",
+        "cell phone",
+        "dining table",
+    ]
 
 
 def test_phrases_do_not_cross_punctuation():
@@ -96,7 +264,9 @@ def test_hyphens_and_apostrophes():
 
 def test_excluded_words_are_not_nouns(lexicon):
     assert not set(EXCLUDED) & lexicon
-    caption = "a picture of a couple in front of a group of buildings on the side of the road at this time of day"
+    caption = (
+        "a picture of a couple in front of a group of buildings on the side of the road at this time of day"
+    )
     assert extract_nouns(caption) == ["building", "road"]
     assert extract_nouns("a close up view of a photo with a bunch of bananas in the background") == ["banana"]
 
@@ -128,8 +298,11 @@ def test_coco_and_pascal_names_are_entries(name, lexicon):
 
 
 def test_lexicon_file_is_sorted_unique_lowercase():
-    lines = [ln for ln in DEFAULT_LEXICON.read_text(encoding="utf-8").splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln
+        for ln in DEFAULT_LEXICON.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert lines == sorted(lines) and len(lines) == len(set(lines)) >= 1500
     assert all(ln == ln.strip().lower() and "  " not in ln and len(ln.split(" ")) <= 3 for ln in lines)
 
@@ -138,7 +311,9 @@ def test_every_entry_is_its_own_match(lexicon):
     """Each entry extracts to itself, and no entry is the plural of another (no "stair" beside "stairs")."""
     assert [e for e in sorted(lexicon) if extract_nouns(e) != [e]] == []
     rules_only = frozenset()
-    assert [e for e in sorted(lexicon) if singular(e, rules_only) != e and singular(e, rules_only) in lexicon] == []
+    assert [
+        e for e in sorted(lexicon) if singular(e, rules_only) != e and singular(e, rules_only) in lexicon
+    ] == []
 
 
 def test_custom_lexicon_and_file_errors(tmp_path):

@@ -1,4 +1,5 @@
-"""Evaluation under 2 processes (gloo): each image once, the metric synced: exactly the single-process mIoU."""
+"""Evaluation under 2 processes (gloo): each image once, the metric synced: exactly the single-process
+mIoU."""
 
 import pytest
 import torch
@@ -29,8 +30,9 @@ def predictions(batch) -> torch.Tensor:
 
 def miou(root, world, rank=0) -> tuple[float, int]:
     """(mIoU synced over ranks, images this rank saw)."""
-    ds = SegmentationSet("synthetic", root, "validation", segmentation_eval_transform(64, (0.5,) * 3, (0.5,) * 3),
-                         max_images=5)  # 5 images: not divisible by 2
+    ds = SegmentationSet(
+        "synthetic", root, "validation", segmentation_eval_transform(64, (0.5,) * 3, (0.5,) * 3), max_images=5
+    )  # 5 images: not divisible by 2
     metric = SegmentationScore(len(ds.class_names))
     seen = 0
     for batch in val_loader(ds, batch_size=2, num_workers=0, rank=rank, world_size=world):

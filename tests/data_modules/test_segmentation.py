@@ -59,7 +59,8 @@ def test_a_batch_of_only_bad_samples_collates_to_events():
 def test_exif_orientation_follows_the_mask(ade):
     image, mask = files(ade, 0)
     stored = np.asarray(Image.open(image).convert("RGB"))
-    # 1) pixels stored sideways with orientation 6 (rotate for viewing): the viewed image matches a rotated mask
+    # 1) pixels stored sideways with orientation 6 (rotate for viewing): the viewed image matches a rotated
+    # mask
     write_jpeg(image, np.ascontiguousarray(np.rot90(stored, 1)), exif_orientation=6)
     raw = read_label_png(mask).astype(np.uint8)
     ds = SegmentationSet("ade20k", ade, None, T)
@@ -73,7 +74,9 @@ def test_exif_orientation_follows_the_mask(ade):
 
 
 def test_synthetic_world_reads_as_a_benchmark(world):
-    ds = SegmentationSet("synthetic", world, "validation", segmentation_eval_transform(64, (0.5,) * 3, (0.5,) * 3))
+    ds = SegmentationSet(
+        "synthetic", world, "validation", segmentation_eval_transform(64, (0.5,) * 3, (0.5,) * 3)
+    )
     assert ds.class_names == CLASS_NAMES and len(ds) == 8
     item = ds[0]
     assert item["image"].shape == (3, 64, 64) and item["mask"].dtype == torch.long

@@ -1,4 +1,5 @@
-"""Caption shards in img2dataset's layout: split across ranks and workers, seeded, mixed, robust to bad input."""
+"""Caption shards in img2dataset's layout: split across ranks and workers, seeded, mixed, robust to bad
+input."""
 
 import io
 import itertools
@@ -19,8 +20,15 @@ T = caption_train_transform(16, (0.5,) * 3, (0.5,) * 3, scale_min=0.5)
 
 
 def stream(urls, **kw) -> ShardStream:
-    opts = dict(transform=T, batch_size=5, samples_per_epoch=40, num_workers=2, seed=0, resampled=False,
-                shuffle_buffer=4)
+    opts = dict(
+        transform=T,
+        batch_size=5,
+        samples_per_epoch=40,
+        num_workers=2,
+        seed=0,
+        resampled=False,
+        shuffle_buffer=4,
+    )
     opts.update(kw)
     sources = opts.pop("sources", None) or [ShardSource(tuple(str(u) for u in urls))]
     return ShardStream(sources, **opts)
@@ -80,8 +88,14 @@ def test_resampled_mode_gives_a_fixed_epoch_length(shards):
 def test_sources_are_mixed_by_weight(tmp_path):
     a = make_shards(tmp_path / "a", n_shards=2, per_shard=5, captions=lambda i: f"from a {i}")
     b = make_shards(tmp_path / "b", n_shards=2, per_shard=5, captions=lambda i: f"from b {i}")
-    ds = stream(None, sources=[ShardSource(tuple(map(str, a)), 3.0), ShardSource(tuple(map(str, b)), 1.0)],
-                resampled=True, samples_per_epoch=800, num_workers=1, batch_size=20)
+    ds = stream(
+        None,
+        sources=[ShardSource(tuple(map(str, a)), 3.0), ShardSource(tuple(map(str, b)), 1.0)],
+        resampled=True,
+        samples_per_epoch=800,
+        num_workers=1,
+        batch_size=20,
+    )
     origin = Counter(c.split()[1] for batch in run(ds) for c in batch["caption"])
     assert sum(origin.values()) == 800
     assert 0.68 < origin["a"] / 800 < 0.82  # 3:1 -> 0.75
@@ -93,12 +107,19 @@ def test_bad_samples_and_shards_are_counted_and_skipped(tmp_path):
     Image.new("RGB", (24, 32), (200, 10, 10)).save(jpeg, "JPEG")
     jpeg = jpeg.getvalue()
     bad = tmp_path / "bad.tar"
-    for name, data in [("a.jpg", jpeg[: len(jpeg) // 2]), ("a.txt", b"a truncated picture"),
-                       ("b.jpg", jpeg), ("b.txt", b"   "),
-                       ("c.txt", b"no picture"),
-                       ("d.jpg", jpeg),
-                       ("e.jpg", jpeg), ("e.txt", b"caf\xe9 latte"),
-                       ("f.jpg", jpeg), ("f.txt", b"a red square"), ("f.pyd", pickle.dumps(ValueError("loaded")))]:
+    for name, data in [
+        ("a.jpg", jpeg[: len(jpeg) // 2]),
+        ("a.txt", b"a truncated picture"),
+        ("b.jpg", jpeg),
+        ("b.txt", b"   "),
+        ("c.txt", b"no picture"),
+        ("d.jpg", jpeg),
+        ("e.jpg", jpeg),
+        ("e.txt", b"caf\xe9 latte"),
+        ("f.jpg", jpeg),
+        ("f.txt", b"a red square"),
+        ("f.pyd", pickle.dumps(ValueError("loaded"))),
+    ]:
         add_tar_member(bad, name, data)
     broken = tmp_path / "broken.tar"
     broken.write_bytes(good[1].read_bytes())
@@ -110,8 +131,15 @@ def test_bad_samples_and_shards_are_counted_and_skipped(tmp_path):
     ds = stream(urls, num_workers=1, samples_per_epoch=6, batch_size=6, shuffle_buffer=1)
     (batch,) = run(ds)
     reasons = Counter(r for r, _ in batch[EVENTS])  # (the DataLoader hands pairs over as lists)
-    assert reasons == {"bad_image": 1, "empty_caption": 1, "missing_image": 1, "missing_caption": 1,
-                       "caption_not_utf8": 1, "bad_shard": 1, "missing_shard": 1}
+    assert reasons == {
+        "bad_image": 1,
+        "empty_caption": 1,
+        "missing_image": 1,
+        "missing_caption": 1,
+        "caption_not_utf8": 1,
+        "bad_shard": 1,
+        "missing_shard": 1,
+    }
     assert "a red square" in batch["caption"] and len(batch["caption"]) == 6
 
 
@@ -124,8 +152,13 @@ def test_a_stream_that_runs_dry_reports_instead_of_hanging(tmp_path):
 
 def test_a_dead_source_in_resampled_mode_is_dropped_not_waited_on(shards, tmp_path):
     dead = ShardSource(tuple(str(tmp_path / f"typo{i}.tar") for i in range(3)), 1.0)
-    ds = stream(None, sources=[ShardSource(tuple(map(str, shards)), 1.0), dead], resampled=True,
-                samples_per_epoch=20, num_workers=1)
+    ds = stream(
+        None,
+        sources=[ShardSource(tuple(map(str, shards)), 1.0), dead],
+        resampled=True,
+        samples_per_epoch=20,
+        num_workers=1,
+    )
     batches = run(ds)
     assert len(batches) == 4 and all(b["image"].shape[0] == 5 for b in batches)
     reasons = Counter(r for b in batches for r, _ in b[EVENTS])
@@ -140,8 +173,12 @@ def test_file_urls_read_like_paths(shards):
 
 
 def test_brace_patterns_expand_and_pipes_are_refused():
-    assert expand_urls(["/d/{00000..00002}.tar", "/e/x.tar"]) == ["/d/00000.tar", "/d/00001.tar", "/d/00002.tar",
-                                                                  "/e/x.tar"]
+    assert expand_urls(["/d/{00000..00002}.tar", "/e/x.tar"]) == [
+        "/d/00000.tar",
+        "/d/00001.tar",
+        "/d/00002.tar",
+        "/e/x.tar",
+    ]
     with pytest.raises(ValueError, match="pipe"):
         expand_urls(["pipe:curl -s http://x/{0..3}.tar"])
 
@@ -174,10 +211,17 @@ def test_members_named_like_paths_are_refused_and_counted(tmp_path):
     Image.new("RGB", (24, 32), (200, 10, 10)).save(jpeg, "JPEG")
     shard = tmp_path / "shards" / "evil.tar"
     shard.parent.mkdir()
-    for name, data in [("../escape.jpg", jpeg.getvalue()), ("../escape.txt", b"up and out"),
-                       ("sub/inner.jpg", jpeg.getvalue()), ("./ok.jpg", jpeg.getvalue()), ("./ok.txt", b"fine")]:
+    for name, data in [
+        ("../escape.jpg", jpeg.getvalue()),
+        ("../escape.txt", b"up and out"),
+        ("sub/inner.jpg", jpeg.getvalue()),
+        ("./ok.jpg", jpeg.getvalue()),
+        ("./ok.txt", b"fine"),
+    ]:
         add_tar_member(shard, name, data)
     events: list = []
     assert [k for k, _ in read_shard(str(shard), events)] == ["ok"]
     assert Counter(r for r, _ in events) == {"bad_key": 3}
-    assert not (tmp_path / "escape.jpg").exists() and sorted(p.name for p in shard.parent.iterdir()) == ["evil.tar"]
+    assert not (tmp_path / "escape.jpg").exists() and sorted(p.name for p in shard.parent.iterdir()) == [
+        "evil.tar"
+    ]

@@ -13,7 +13,10 @@ def test_lseg_recipe_crops_squares_and_pads_masks_with_ignore():
         out = t(image=image, mask=mask)
         assert out["image"].shape == (3, 32, 32) and out["mask"].shape == (32, 32)
         values = set(np.unique(np.asarray(out["mask"])).tolist())
-        assert values == {1, 255}  # long side <= 20 < 32: always padded, and the padding is ignore, not class 0
+        assert values == {
+            1,
+            255,
+        }  # long side <= 20 < 32: always padded, and the padding is ignore, not class 0
 
 
 def test_lseg_recipe_scales_within_its_range():

@@ -184,7 +184,8 @@ def make_voc(
     seed: int = 0,
     boundary: bool = True,
 ) -> Path:
-    """Pascal VOC 2012: palette PNGs in ``SegmentationClass``; ``boundary`` draws 1-px 255 lines between bands."""
+    """Pascal VOC 2012: palette PNGs in ``SegmentationClass``; ``boundary`` draws 1-px 255 lines between
+    bands."""
     base = Path(root) / "VOCdevkit" / "VOC2012"
     names = [f"2007_{33 + i:06d}" for i in range(n)]
     ids = (0, 1, 20) if ids is None else ids
@@ -227,7 +228,8 @@ def make_coco_stuff(
     seed: int = 0,
     train_ids: bool = False,
 ) -> Path:
-    """COCO-Stuff 164k: raw ``annotations/<split>/<stem>.png``; ``train_ids`` adds ``<stem>_labelTrainIds.png``."""
+    """COCO-Stuff 164k: raw ``annotations/<split>/<stem>.png``; ``train_ids`` adds
+    ``<stem>_labelTrainIds.png``."""
     base = Path(root) / "coco_stuff164k"
     stems = [f"{139 + i:012d}" for i in range(n)]
     ann_dir = base / "annotations" / split

@@ -1,5 +1,5 @@
-"""Each bench suite, at a small size: every figure has a unit and a positive value, and each ratio is the ratio of
-the figures measured beside it in the same run."""
+"""Each bench suite, at a small size: every figure has a unit and a positive value, and each ratio is the
+ratio of the figures measured beside it in the same run."""
 
 import pytest
 
@@ -19,7 +19,8 @@ def test_feature_cache_suite_compares_cached_and_uncached_epochs(tmp_path):
     check(figures)
     assert figures["feature_cache.speedup"]["value"] == pytest.approx(
         figures["feature_cache.demo_epoch_s_without_cache"]["value"]
-        / figures["feature_cache.demo_epoch_s_with_cache"]["value"])
+        / figures["feature_cache.demo_epoch_s_with_cache"]["value"]
+    )
 
 
 @pytest.mark.slow
@@ -27,7 +28,8 @@ def test_text_suite_times_truncation_and_the_label_set_cache():
     figures = text_suite(False, "cpu", model="lseg-tiny-vit")
     check(figures)
     assert figures["text.truncation_speedup"]["value"] == pytest.approx(
-        figures["text.encode_s_full_context_128"]["value"] / figures["text.encode_s_truncated_128"]["value"])
+        figures["text.encode_s_full_context_128"]["value"] / figures["text.encode_s_truncated_128"]["value"]
+    )
 
 
 @pytest.mark.slow

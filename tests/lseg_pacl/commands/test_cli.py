@@ -11,7 +11,10 @@ def test_data_synth_writes_the_world_and_reports_it(tmp_path, capsys):
     out = tmp_path / "w"
     assert main(["data", "synth", f"out={out}", "seed=1", "n_train=3", "n_val=2"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["manifest"]["n_train"] == 3 and (out / "coco" / "annotations" / "captions_val2017.json").is_file()
+    assert (
+        report["manifest"]["n_train"] == 3
+        and (out / "coco" / "annotations" / "captions_val2017.json").is_file()
+    )
 
 
 def test_data_synth_refuses_a_users_folder(tmp_path, capsys):
@@ -28,8 +31,12 @@ def test_data_synth_rejects_unknown_options(capsys):
 
 @pytest.mark.slow
 def test_module_entry_point_runs():
-    done = subprocess.run([sys.executable, "-m", "lseg_pacl", "train", "no_such_experiment"], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "lseg_pacl", "train", "no_such_experiment"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "no experiment named" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -43,8 +50,14 @@ def test_data_classes_prints_each_benchmarks_names(capsys):
     for name in ("ade20k", "voc20", "voc21", "context59", "context60", "coco_stuff171"):
         assert main(["data", "classes", f"dataset={name}"]) == 0
         counts[name] = len(json.loads(capsys.readouterr().out))
-    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
-                      "coco_stuff171": 171}
+    assert counts == {
+        "ade20k": 150,
+        "voc20": 20,
+        "voc21": 21,
+        "context59": 59,
+        "context60": 60,
+        "coco_stuff171": 171,
+    }
 
 
 def test_data_classes_of_the_synthetic_world(world, capsys):

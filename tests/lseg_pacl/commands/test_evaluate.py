@@ -1,4 +1,5 @@
-"""``lseg-pacl eval`` end to end on the small synthetic world: every output, and ``score`` agreeing with it."""
+"""``lseg-pacl eval`` end to end on the small synthetic world: every output, and ``score`` agreeing with
+it."""
 
 import csv
 import json
@@ -11,8 +12,14 @@ from lseg_pacl.commands.cli import main
 
 @pytest.fixture
 def eval_args(world, tmp_path):
-    return ["logger.wandb.mode=disabled", f"run.root={tmp_path / 'runs'}", f"data.synthetic.out={world}",
-            "data.synthetic.n_train=48", "data.synthetic.n_val=8", "data.num_workers=0"]
+    return [
+        "logger.wandb.mode=disabled",
+        f"run.root={tmp_path / 'runs'}",
+        f"data.synthetic.out={world}",
+        "data.synthetic.n_train=48",
+        "data.synthetic.n_val=8",
+        "data.num_workers=0",
+    ]
 
 
 def eval_dir(tmp_path: Path, experiment: str) -> Path:
@@ -22,8 +29,20 @@ def eval_dir(tmp_path: Path, experiment: str) -> Path:
 
 @pytest.mark.slow
 def test_eval_writes_every_field_and_score_agrees(eval_args, world, tmp_path, capsys):
-    assert main(["eval", "demo_clip", *eval_args, "save_predictions=true", "pictures=2",
-                 "analysis=[patch_accuracy,coherence]", "coherence_pairs=500"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "demo_clip",
+                *eval_args,
+                "save_predictions=true",
+                "pictures=2",
+                "analysis=[patch_accuracy,coherence]",
+                "coherence_pairs=500",
+            ]
+        )
+        == 0
+    )
     out = eval_dir(tmp_path, "demo_clip")
     results = json.loads((out / "results.json").read_text())
     r = results["synthetic"]
@@ -46,8 +65,24 @@ def test_eval_writes_every_field_and_score_agrees(eval_args, world, tmp_path, ca
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["maskclip", "sclip", "clearclip", "naclip"])
 def test_training_free_variants_evaluate_with_the_slide_protocol(eval_args, tmp_path, variant):
-    assert main(["eval", "demo_clip", *eval_args, f"model.clip.last_block={variant}", "mode=slide", "crop=32",
-                 "stride=16", "templates=imagenet80", "flip=true", "pictures=0", "max_images=2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "demo_clip",
+                *eval_args,
+                f"model.clip.last_block={variant}",
+                "mode=slide",
+                "crop=32",
+                "stride=16",
+                "templates=imagenet80",
+                "flip=true",
+                "pictures=0",
+                "max_images=2",
+            ]
+        )
+        == 0
+    )
     r = json.loads((eval_dir(tmp_path, "demo_clip") / "results.json").read_text())["synthetic"]
     assert r["images"] == 2 and r["settings"]["model"] == f"clip: lseg-tiny-vit ({variant})"
 
@@ -76,9 +111,25 @@ def test_an_older_results_file_is_kept_aside_not_crashed_on(eval_args, tmp_path)
     out = tmp_path / "eval"
     out.mkdir()
     (out / "results.json").write_text(json.dumps({"synthetic": {"mIoU": 0.1, "images": 3}}))  # an old format
-    new = {"synthetic": {"mIoU": 0.2, "aAcc": 0.5, "per_class": {"sky": 0.2}, "images": 4, "skipped": 0,
-                         "settings": {"mode": "whole", "short_side": 64, "crop": 224, "stride": 112,
-                                      "scales": [1.0], "flip": False, "model": "clip: x", "templates": "raw"}}}
+    new = {
+        "synthetic": {
+            "mIoU": 0.2,
+            "aAcc": 0.5,
+            "per_class": {"sky": 0.2},
+            "images": 4,
+            "skipped": 0,
+            "settings": {
+                "mode": "whole",
+                "short_side": 64,
+                "crop": 224,
+                "stride": 112,
+                "scales": [1.0],
+                "flip": False,
+                "model": "clip: x",
+                "templates": "raw",
+            },
+        }
+    }
     merged = write_reports(out, new, "t")
     assert merged == new and json.loads((out / "results.old-1.json").read_text())["synthetic"]["images"] == 3
     assert "| synthetic | 20.00 |" in (out / "results.md").read_text()
@@ -90,9 +141,15 @@ def test_synonym_files_are_given_in_short_form(eval_args, tmp_path):
 
     names = tmp_path / "names.json"
     names.write_text(json.dumps([[n, f"the {n}"] for n in CLASS_NAMES]))
-    assert main(["eval", "demo_clip", *eval_args, f"class_names.synthetic={names}", "max_images=2",
-                 "pictures=0"]) == 0
-    assert json.loads((eval_dir(tmp_path, "demo_clip") / "results.json").read_text())["synthetic"]["images"] == 2
+    assert (
+        main(
+            ["eval", "demo_clip", *eval_args, f"class_names.synthetic={names}", "max_images=2", "pictures=0"]
+        )
+        == 0
+    )
+    assert (
+        json.loads((eval_dir(tmp_path, "demo_clip") / "results.json").read_text())["synthetic"]["images"] == 2
+    )
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(["sky"]))
     assert main(["eval", "demo_clip", *eval_args, f"class_names.synthetic={bad}"]) == 2

@@ -15,7 +15,8 @@ metric: {name: val/mIoU, goal: maximize}
 parameters:
   optim.lr: {values: [0.001, 0.002]}
   trainer.max_steps: {value: 2}
-command: ["${env}", "python", "-m", "lseg_pacl", "train", "demo_clip", "data.val.max_images=4", "${args_no_hyphens}"]
+command: ["${env}", "python", "-m", "lseg_pacl", "train", "demo_clip", "data.val.max_images=4",
+          "${args_no_hyphens}"]
 """
 
 
@@ -24,8 +25,10 @@ def test_grid_and_command_are_read_like_a_wandb_agent_would(tmp_path):
     f.write_text(SWEEP)
     sweep = read_sweep(f)
     assert sweep_command(sweep) == ("demo_clip", ["data.val.max_images=4"])
-    assert combinations(sweep["parameters"]) == [["optim.lr=0.001", "trainer.max_steps=2"],
-                                                 ["optim.lr=0.002", "trainer.max_steps=2"]]
+    assert combinations(sweep["parameters"]) == [
+        ["optim.lr=0.001", "trainer.max_steps=2"],
+        ["optim.lr=0.002", "trainer.max_steps=2"],
+    ]
     f.write_text(SWEEP.replace("method: grid", "method: bayes"))
     with pytest.raises(ConfigError, match="grids only"):
         read_sweep(f)

@@ -119,19 +119,25 @@ def test_saved_configs_of_the_single_benchmark_schema_still_load(tmp_path):
     old = tmp_path / "config.yaml"
     old.write_text("data:\n  val:\n    dataset: synthetic\n    root: /w/ADEChallengeData2016\n")
     cfg = load_saved(old)
-    assert list(cfg.data.val.datasets) == ["synthetic"] and cfg.data.val.roots == {"synthetic": "/w/ADEChallengeData2016"}
+    assert list(cfg.data.val.datasets) == ["synthetic"] and cfg.data.val.roots == {
+        "synthetic": "/w/ADEChallengeData2016"
+    }
 
 
 def test_several_bases_merge_in_order_each_file_once(tmp_path: Path, monkeypatch):
     (tmp_path / "common.yaml").write_text("optim:\n  lr: 1.0\n  weight_decay: 0.5\nseed: 1\n")
     (tmp_path / "dataset.yaml").write_text("base: common\ndata:\n  batch_size: 7\nseed: 2\n")
     (tmp_path / "schedule.yaml").write_text("base: common\noptim:\n  lr: 3.0\n")  # common again: merged once
-    (tmp_path / "exp.yaml").write_text("base: [dataset, schedule]\nmodel:\n  objective: clip\n  clip:\n"
-                                       "    name: lseg-tiny-vit\ndata:\n  val:\n    datasets: [synthetic]\n")
+    (tmp_path / "exp.yaml").write_text(
+        "base: [dataset, schedule]\nmodel:\n  objective: clip\n  clip:\n"
+        "    name: lseg-tiny-vit\ndata:\n  val:\n    datasets: [synthetic]\n"
+    )
     monkeypatch.setenv("LSEG_PACL_EXPERIMENTS", str(tmp_path))
     cfg = load_config("exp")
     # common, dataset, schedule, exp: a second merge of common would have put lr back to 1.0
-    assert cfg.optim.lr == 3.0 and cfg.optim.weight_decay == 0.5 and cfg.data.batch_size == 7 and cfg.seed == 2
+    assert (
+        cfg.optim.lr == 3.0 and cfg.optim.weight_decay == 0.5 and cfg.data.batch_size == 7 and cfg.seed == 2
+    )
     (tmp_path / "bad.yaml").write_text("base: [common, 3]\n")
     with pytest.raises(ConfigError, match="base must be an experiment name or a list"):
         load_config("bad")

@@ -22,7 +22,9 @@ def test_every_choice_is_a_registry_of_the_code():
     from lseg_pacl.objectives import OBJECTIVES
 
     allowed = choices()
-    assert allowed["model.objective"] == tuple(OBJECTIVES) and allowed["model.clip.last_block"] == tuple(VARIANTS)
+    assert allowed["model.objective"] == tuple(OBJECTIVES) and allowed["model.clip.last_block"] == tuple(
+        VARIANTS
+    )
     assert set(allowed) <= set(valid_keys())
 
 
@@ -36,4 +38,6 @@ def test_a_config_without_a_recipe_cannot_train_and_says_what_is_missing():
     with pytest.raises(ConfigError, match="optim.lr is not set"):
         check_trainable(load_config("demo_clip", ["optim.lr=null"]))
     with pytest.raises(ConfigError, match="data.train.dataset, data.train.base_size are not set"):
-        check_trainable(load_config("lseg_demo_seg", ["data.train.dataset=null", "data.train.base_size=null"]))
+        check_trainable(
+            load_config("lseg_demo_seg", ["data.train.dataset=null", "data.train.base_size=null"])
+        )

@@ -145,7 +145,8 @@ def test_auroc_perfect_random_and_one_class():
     assert coherence_auroc(torch.tensor([0.1, 0.2, 0.9, 0.8, 0.05]), same) == 0.0
     assert coherence_auroc(torch.full((5,), 0.3), same) == 0.5  # all tied
     generator = torch.Generator().manual_seed(0)
-    random = coherence_auroc(torch.rand(20000, generator=generator), torch.rand(20000, generator=generator) < 0.5)
+    scores, same = torch.rand(20000, generator=generator), torch.rand(20000, generator=generator) < 0.5
+    random = coherence_auroc(scores, same)
     assert abs(random - 0.5) < 0.02
     with pytest.raises(ValueError, match="both kinds"):
         coherence_auroc(torch.rand(4), torch.ones(4, dtype=torch.bool))
@@ -172,7 +173,9 @@ def test_auroc_matches_brute_force_and_torchmetrics(seed):
     assert coherence_auroc(cosines, same) == pytest.approx(expected, abs=1e-12)
     from torchmetrics.functional.classification import binary_auroc
 
-    assert coherence_auroc(cosines, same) == pytest.approx(binary_auroc(cosines, same.long()).item(), abs=1e-5)
+    assert coherence_auroc(cosines, same) == pytest.approx(
+        binary_auroc(cosines, same.long()).item(), abs=1e-5
+    )
 
 
 def test_coherent_features_give_high_auroc_end_to_end():

@@ -84,5 +84,9 @@ def test_long_side_resizing_for_lseg_protocol():
         seen.append(tuple(images.shape[-2:]))
         return conv_model()(images)
 
-    infer(fn, torch.randn(1, 3, 40, 80), Protocol(mode="whole", short_side=64, resize="long", scales=(0.5,), patch=8))
+    infer(
+        fn,
+        torch.randn(1, 3, 40, 80),
+        Protocol(mode="whole", short_side=64, resize="long", scales=(0.5,), patch=8),
+    )
     assert seen == [(16, 32)]

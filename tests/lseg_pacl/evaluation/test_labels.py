@@ -28,12 +28,17 @@ def test_threshold_background_uses_the_other_classes_only():
 
 
 def test_entropy_background_and_text_background():
-    ent = LabelSet.of(["background", "a", "b", "c"], background_index=0, rule="entropy", scale=1.0, entropy=1.0)
+    ent = LabelSet.of(
+        ["background", "a", "b", "c"], background_index=0, rule="entropy", scale=1.0, entropy=1.0
+    )
     flat = torch.zeros(1, 3, 1, 1)  # uniform over 3: entropy ln 3 = 1.10 > 1.0
     peaked = torch.tensor([5.0, 0.0, 0.0]).view(1, 3, 1, 1)
     assert math.log(3) > 1.0 and ent.predict(flat).item() == 0 and ent.predict(peaked).item() == 1
     text = LabelSet.of(["background", "a"], background_index=0, rule="text")
-    assert text.texts == ("background", "a") and text.predict(torch.tensor([0.9, 0.1]).view(1, 2, 1, 1)).item() == 0
+    assert (
+        text.texts == ("background", "a")
+        and text.predict(torch.tensor([0.9, 0.1]).view(1, 2, 1, 1)).item() == 0
+    )
 
 
 def test_synonym_files(tmp_path):

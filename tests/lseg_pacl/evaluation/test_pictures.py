@@ -1,4 +1,5 @@
-"""Qualitative panels: colours, layout (three columns, legend of present classes), upscaling, PNG, W&B masks."""
+"""Qualitative panels: colours, layout (three columns, legend of present classes), upscaling, PNG, W&B
+masks."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def test_palette_distinct_deterministic_and_never_black():
         assert not (colours == 0).all(axis=1).any()
         assert not (colours == 255).all(axis=1).any()
     np.testing.assert_array_equal(palette(50), palette(50))
-    np.testing.assert_array_equal(palette(50)[:10], palette(10))  # a class keeps its colour across vocabularies
+    np.testing.assert_array_equal(
+        palette(50)[:10], palette(10)
+    )  # a class keeps its colour across vocabularies
     assert palette(0).shape == (0, 3)
 
 
@@ -99,8 +102,8 @@ def test_panel_columns_hold_the_colourised_masks():
     picture = np.asarray(panel(image, target, prediction, NAMES))
     expected_gt = np.repeat(np.repeat(colourise(target, palette(len(NAMES))), scale, 0), scale, 1)
     expected_pred = np.repeat(np.repeat(colourise(prediction, palette(len(NAMES))), scale, 0), scale, 1)
-    np.testing.assert_array_equal(picture[top:top + height, gt_left:gt_left + width], expected_gt)
-    np.testing.assert_array_equal(picture[top:top + height, pred_left:pred_left + width], expected_pred)
+    np.testing.assert_array_equal(picture[top : top + height, gt_left : gt_left + width], expected_gt)
+    np.testing.assert_array_equal(picture[top : top + height, pred_left : pred_left + width], expected_pred)
 
 
 def test_legend_lists_only_present_classes_most_pixels_first():
@@ -116,7 +119,7 @@ def test_legend_shows_present_class_swatches_and_grows_with_classes():
     image, target, prediction = _uniform(64, 64, 2, 5)
     picture = np.asarray(panel(image, target, prediction, NAMES))
     top, _, height, _ = _find_block(picture, GREY)
-    legend = picture[top + height:]
+    legend = picture[top + height :]
     present = {i for i in range(len(NAMES)) if (legend == colours[i]).all(axis=-1).any()}
     assert present == {2, 5}
 
@@ -156,8 +159,9 @@ def test_save_panel_writes_a_readable_png(tmp_path):
     assert path.is_file()
     with Image.open(path) as loaded:
         assert loaded.format == "PNG"
-        np.testing.assert_array_equal(np.asarray(loaded.convert("RGB")),
-                                      np.asarray(panel(image, target, prediction, NAMES, title="t")))
+        np.testing.assert_array_equal(
+            np.asarray(loaded.convert("RGB")), np.asarray(panel(image, target, prediction, NAMES, title="t"))
+        )
 
 
 def test_wandb_masks_structure():

@@ -34,7 +34,9 @@ def test_score_matches_numpy_on_each_layout(tmp_path, name, make):
     (tmp_path / "pred").mkdir()
     for i, pair in enumerate(data.pairs):
         target = data.load(i).mask
-        pred = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, c, target.shape)).astype(np.uint8)
+        pred = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, c, target.shape)).astype(
+            np.uint8
+        )
         pred[target == 255] = rng.integers(0, c)  # predictions on ignored pixels do not count
         Image.fromarray(pred, mode="L").save(tmp_path / "pred" / f"{pair.image.stem}.png")
         preds.append(pred)

@@ -22,7 +22,9 @@ def test_tiny_clip_dense_and_pooled_shapes(tiny):
 
 def test_pooled_embedding_matches_open_clip(tiny):
     images = torch.randn(2, 3, 64, 64)
-    torch.testing.assert_close(tiny.encode_image(images), tiny.model.encode_image(images), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        tiny.encode_image(images), tiny.model.encode_image(images), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_positional_embeddings_are_resized_for_other_inputs(tiny):
@@ -46,7 +48,9 @@ def test_class_embeddings_are_template_averages_and_cached(tiny):
     assert emb.shape == (2, tiny.embed_dim)
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
     per = torch.nn.functional.normalize(tiny.encode_text(["a ball.", "a photo of the ball."]), dim=-1)
-    torch.testing.assert_close(emb[0], torch.nn.functional.normalize(per.mean(0), dim=0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        emb[0], torch.nn.functional.normalize(per.mean(0), dim=0), rtol=1e-5, atol=1e-5
+    )
     assert tiny.class_embeddings(names, templates) is emb  # second call served from the cache
     tiny.text_cache.clear()
     assert tiny.class_embeddings(names, templates) is not emb

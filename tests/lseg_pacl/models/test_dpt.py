@@ -234,8 +234,8 @@ def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, no_network
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    monkeypatch.setattr(weights, "timm_hub_source",
-                        lambda name, tag, built_here=False: ("timm/fake_tiny", weights.TIMM_HUB_FILES, "fake"))
+    fake = ("timm/fake_tiny", weights.TIMM_HUB_FILES, "fake")
+    monkeypatch.setattr(weights, "timm_hub_source", lambda name, tag, built_here=False: fake)
     vit = create_vit("vit_tiny_lseg", "imagenet")
     assert torch.equal(vit.pos_embed, tiny.vit.pos_embed)
 

@@ -120,8 +120,12 @@ def test_require_reachable_fails_fast_with_instructions(monkeypatch):
 
 def test_require_reachable_asks_the_probe_host_and_passes_when_it_answers(monkeypatch):
     asked = []
-    monkeypatch.setattr(hub, "host_reachable", lambda url, timeout=3.0: asked.append(url) or url.endswith(".co"))
-    assert hub.require_reachable("https://huggingface.co", what="w", filename="f", where="w", config_key="k") is None
+    answers = lambda url, timeout=3.0: asked.append(url) or url.endswith(".co")  # noqa: E731 - a stand-in probe
+    monkeypatch.setattr(hub, "host_reachable", answers)
+    assert (
+        hub.require_reachable("https://huggingface.co", what="w", filename="f", where="w", config_key="k")
+        is None
+    )
     assert asked == ["https://huggingface.co"]
     with pytest.raises(MissingInputError, match="k=/path/to/f"):  # the same call, the host silent
         hub.require_reachable("https://example.org", what="w", filename="f", where="w", config_key="k")

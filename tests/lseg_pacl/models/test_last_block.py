@@ -38,7 +38,8 @@ def tokens(grid=GRID, batch: int = 2, width: int = WIDTH, seed: int = 1, dtype=t
     return torch.randn(batch, 1 + grid[0] * grid[1], width, generator=g).to(dtype)
 
 
-# ------------------------------------------------------------------ hand computations (independent of the module)
+# ------------------------------------------------------------------ hand computations (independent of the
+# module)
 
 
 def hand_qkv(block, x):
@@ -48,7 +49,7 @@ def hand_qkv(block, x):
     w, b = block.attn.in_proj_weight, block.attn.in_proj_bias
     out = []
     for i in range(3):
-        y = h @ w[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d]
+        y = h @ w[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d]
         out.append(y.reshape(x.shape[0], x.shape[1], HEADS, d // HEADS).transpose(1, 2))
     return out
 
@@ -115,8 +116,12 @@ def test_plain_equals_the_transformer_exactly_on_the_tiny_clip(tiny_visual):
     grid = tiny_visual.grid_size
     x = tokens(grid, width=tiny_visual.transformer.width, dtype=torch.float32)
     with torch.no_grad():
-        torch.testing.assert_close(transformer_tokens(tiny_visual.transformer, x, "plain", grid),
-                                   tiny_visual.transformer(x), rtol=0, atol=0)
+        torch.testing.assert_close(
+            transformer_tokens(tiny_visual.transformer, x, "plain", grid),
+            tiny_visual.transformer(x),
+            rtol=0,
+            atol=0,
+        )
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -126,8 +131,9 @@ def test_plain_equals_the_transformer_exactly_both_layouts(batch_first):
     x = tokens(dtype=torch.float32)
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
-            torch.testing.assert_close(transformer_tokens(transformer, x, "plain", GRID), transformer(x),
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                transformer_tokens(transformer, x, "plain", GRID), transformer(x), rtol=0, atol=0
+            )
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -166,8 +172,9 @@ def test_variant_changes_only_the_last_block(variant, which, tiny_visual):
     assert changed.shape == plain.shape == x.shape
     assert not torch.allclose(changed, plain, atol=1e-3)
     # and the variant's last block applied to those tokens is what comes out
-    torch.testing.assert_close(changed, last_block(transformer.resblocks[-1], seen[0], variant, grid),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        changed, last_block(transformer.resblocks[-1], seen[0], variant, grid), rtol=0, atol=0
+    )
 
 
 def test_maskclip_equals_the_value_path_by_hand():
@@ -182,8 +189,9 @@ def test_maskclip_equals_the_block_with_self_only_attention_mask():
     block, x = random_block(5), tokens(seed=6)
     n = x.shape[1]
     mask = torch.full((n, n), float("-inf"), dtype=x.dtype).fill_diagonal_(0.0)
-    torch.testing.assert_close(last_block(block, x, "maskclip", GRID), block(x, attn_mask=mask),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        last_block(block, x, "maskclip", GRID), block(x, attn_mask=mask), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_sclip_equals_the_hand_computation_with_residual_and_ffn():
@@ -207,8 +215,11 @@ def test_no_residual_variants_are_out_proj_of_attention_times_v(variant, sigma):
 
 def test_naclip_sigma_is_used():
     block, x = random_block(11), tokens(seed=12)
-    assert not torch.allclose(last_block(block, x, "naclip", GRID, naclip_sigma=5.0),
-                              last_block(block, x, "naclip", GRID, naclip_sigma=0.7), atol=1e-6)
+    assert not torch.allclose(
+        last_block(block, x, "naclip", GRID, naclip_sigma=5.0),
+        last_block(block, x, "naclip", GRID, naclip_sigma=0.7),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("variant,total", [("sclip", 2.0), ("clearclip", 1.0), ("naclip", 1.0)])
@@ -227,8 +238,8 @@ def test_row_sums_through_the_public_output(variant, total):
     """With v constant over tokens (value weights zero), attn @ v = row sum * v bias for every token."""
     block, x = random_block(15), tokens(seed=16)
     with torch.no_grad():
-        block.attn.in_proj_weight[2 * WIDTH:] = 0.0
-    v_bias = block.attn.in_proj_bias[2 * WIDTH:]
+        block.attn.in_proj_weight[2 * WIDTH :] = 0.0
+    v_bias = block.attn.in_proj_bias[2 * WIDTH :]
     attn_out = (total * v_bias) @ block.attn.out_proj.weight.T + block.attn.out_proj.bias
     got = last_block(block, x, variant, GRID)
     if variant == "sclip":
@@ -251,7 +262,7 @@ def test_neighbourhood_prior_peaks_on_the_diagonal_and_decays_with_distance():
     assert (patches.argmax(dim=1) == torch.arange(n - 1)).all()  # diagonal is the unique maximum per row
     torch.testing.assert_close(patches, patches.T)
     centre = 2 * grid[1] + 3  # patch at row 2, column 3
-    along_row = patches[centre, 2 * grid[1] + 3: 3 * grid[1]]  # columns 3..6 of the same row
+    along_row = patches[centre, 2 * grid[1] + 3 : 3 * grid[1]]  # columns 3..6 of the same row
     along_col = patches[centre, [2 * grid[1] + 3, 3 * grid[1] + 3, 4 * grid[1] + 3]]  # rows 2..4, column 3
     assert (along_row.diff() < 0).all() and (along_col.diff() < 0).all()
     torch.testing.assert_close(patches[centre, 2 * grid[1] + 4], torch.tensor(math.exp(-1 / 50)))

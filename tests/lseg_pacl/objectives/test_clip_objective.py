@@ -10,8 +10,11 @@ def module(*over: str) -> ClipContrastive:
 
 def batch():
     g = torch.Generator().manual_seed(0)
-    return {"image": torch.randn(3, 3, 64, 64, generator=g), "caption": ["a ball", "the sky", "a box on sand"],
-            "nouns": [["ball"], ["sky"], ["box", "sand"]]}
+    return {
+        "image": torch.randn(3, 3, 64, 64, generator=g),
+        "caption": ["a ball", "the sky", "a box on sand"],
+        "nouns": [["ball"], ["sky"], ["box", "sand"]],
+    }
 
 
 def test_clip_step_trains_both_towers_and_the_logit_scale():

@@ -9,7 +9,16 @@ from lseg_pacl.config.loading import load_config, to_plain
 from lseg_pacl.objectives.clip_contrastive import ClipContrastive
 from lseg_pacl.objectives.pacl import Pacl
 
-NOUNS = [["sky", "ball"], ["sky"], ["box", "sand"], ["ball"], ["tree", "sky"], ["house"], ["sun", "sand"], ["box"]]
+NOUNS = [
+    ["sky", "ball"],
+    ["sky"],
+    ["box", "sand"],
+    ["ball"],
+    ["tree", "sky"],
+    ["house"],
+    ["sun", "sand"],
+    ["box"],
+]
 
 
 def build(objective: str, *extra: str):
@@ -30,8 +39,9 @@ def batch(rows: slice) -> dict:
 def loss_and_grads(module, b: dict) -> tuple[torch.Tensor, dict]:
     loss = module.training_step(b, 0)
     loss.backward()
-    return loss.detach(), {n: p.grad.detach().clone() for n, p in module.trainable_parameters()
-                           if p.grad is not None}
+    return loss.detach(), {
+        n: p.grad.detach().clone() for n, p in module.trainable_parameters() if p.grad is not None
+    }
 
 
 def _rank(rank: int, world: int, init: str, objective: str, out: str) -> None:

@@ -19,7 +19,9 @@ def test_clip_loss_is_symmetric_and_finite():
 
 def test_multi_positive_loss_with_the_diagonal_equals_clip_loss():
     logits = torch.randn(5, 5, generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(contrastive_loss(logits, torch.eye(5, dtype=torch.bool)), contrastive_loss(logits))
+    torch.testing.assert_close(
+        contrastive_loss(logits, torch.eye(5, dtype=torch.bool)), contrastive_loss(logits)
+    )
 
 
 def test_multi_positive_loss_is_symmetric_under_transpose():

@@ -14,12 +14,19 @@ from lseg_pacl.training.runner import train
 
 def test_logits_shapes_any_label_count_and_label_permutation_equivariance():
     torch.manual_seed(0)
-    net = LSegNet("vit_tiny_lseg", None, text_dim=32, features=16, spatial_reg="bottleneck", block_depth=2).eval()
+    net = LSegNet(
+        "vit_tiny_lseg", None, text_dim=32, features=16, spatial_reg="bottleneck", block_depth=2
+    ).eval()
     x = torch.randn(2, 3, 48, 80)
     labels = torch.randn(7, 32)
     out = net(x, labels)
     assert out.shape == (2, 7, 48, 80)
-    assert net(x, labels[:3]).shape == (2, 3, 48, 80) and net(x, labels, size=(24, 40)).shape == (2, 7, 24, 40)
+    assert net(x, labels[:3]).shape == (2, 3, 48, 80) and net(x, labels, size=(24, 40)).shape == (
+        2,
+        7,
+        24,
+        40,
+    )
     perm = torch.randperm(7)
     assert torch.allclose(net(x, labels[perm]), out[:, perm], atol=1e-5)
     assert net.pixel_embeddings(x).norm(dim=1).sub(1).abs().max() < 1e-5
@@ -36,8 +43,10 @@ def test_logits_are_the_scaled_cosine_without_regularization():
 
 
 def objective(*over: str, train_classes: tuple[str, ...] = ()) -> LSeg:
-    return LSeg(to_plain(load_config("lseg_demo_seg", ["model.clip.pretrained=null", *over])),
-                train_classes=train_classes)
+    return LSeg(
+        to_plain(load_config("lseg_demo_seg", ["model.clip.pretrained=null", *over])),
+        train_classes=train_classes,
+    )
 
 
 def test_a_training_step_lowers_the_loss_on_a_fixed_batch():
@@ -64,7 +73,9 @@ def test_lr_groups_put_the_decoder_at_ten_times_the_backbone():
     (backbone, one), (rest, ten) = module.lr_groups()
     assert (one, ten) == (1.0, 10.0)
     assert all(n.startswith("net.dpt.vit.") for n, _ in backbone) and backbone
-    assert any(n.startswith("net.dpt.head") for n, _ in rest) and not any(n.startswith("clip.") for n, _ in rest)
+    assert any(n.startswith("net.dpt.head") for n, _ in rest) and not any(
+        n.startswith("clip.") for n, _ in rest
+    )
 
 
 @pytest.mark.slow
@@ -79,16 +90,22 @@ def test_a_run_checkpoint_rebuilds_the_model_alone(tiny):
     assert torch.equal(module.logits(x, labels, (64, 64)), again.logits(x, labels, (64, 64)))
 
 
-
 def test_lseg_keeps_only_clips_text_tower_and_still_loads_checkpoints_that_held_the_image_tower(tmp_path):
     torch.manual_seed(0)
     module = objective()
-    assert not module.clip.has_image_tower and not any(k.startswith("clip.model.visual.") for k in
-                                                        module.state_dict())
+    assert not module.clip.has_image_tower and not any(
+        k.startswith("clip.model.visual.") for k in module.state_dict()
+    )
     from lseg_pacl.models.clip import create_clip
 
-    state = {**module.state_dict(), **{f"clip.model.{k}": v for k, v in create_clip("lseg-tiny-vit").state_dict()
-                                        .items() if k.startswith("visual.")}}  # as written before the change
+    state = {
+        **module.state_dict(),
+        **{
+            f"clip.model.{k}": v
+            for k, v in create_clip("lseg-tiny-vit").state_dict().items()
+            if k.startswith("visual.")
+        },
+    }  # as written before the change
     assert any(k.startswith("clip.model.visual.") for k in state)
     other = objective()
     other.load_state_dict(state)

@@ -30,8 +30,11 @@ def module(**over) -> Pacl:
 
 def batch(n=4):
     g = torch.Generator().manual_seed(1)
-    return {"image": torch.randn(n, 3, 64, 64, generator=g), "caption": [f"a ball number {i}" for i in range(n)],
-            "nouns": [["ball"], ["sky", "ball"], [], ["grass"]][:n]}
+    return {
+        "image": torch.randn(n, 3, 64, 64, generator=g),
+        "caption": [f"a ball number {i}" for i in range(n)],
+        "nouns": [["ball"], ["sky", "ball"], [], ["grass"]][:n],
+    }
 
 
 def test_training_step_trains_only_the_embedder_and_scales():
@@ -51,7 +54,9 @@ def test_embedder_can_start_as_clips_projection():
     m = module(**{"model.pacl.init_skip_from_proj": "true"})
     images = batch()["image"]
     with torch.no_grad():
-        torch.testing.assert_close(m.dense_embeddings(images), m.clip.dense_features(images), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            m.dense_embeddings(images), m.clip.dense_features(images), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_temperature_can_be_learned_and_text_unfrozen():

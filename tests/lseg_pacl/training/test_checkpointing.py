@@ -1,4 +1,5 @@
-"""Checkpoints are written atomically with a manifest, verified before use, rotated, and loaded as tensors only."""
+"""Checkpoints are written atomically with a manifest, verified before use, rotated, and loaded as tensors
+only."""
 
 import logging
 import os
@@ -97,15 +98,25 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(tmp_pa
         load_objective(crafted)
     with pytest.raises(MissingInputError, match="tensors-only"):  # as CLIP weights (model.clip.pretrained)
         create_clip("lseg-tiny-vit", str(crafted))
-    with pytest.raises(MissingInputError, match="tensors-only"):  # as ViT weights (model.lseg.backbone_pretrained)
+    with pytest.raises(
+        MissingInputError, match="tensors-only"
+    ):  # as ViT weights (model.lseg.backbone_pretrained)
         read_state(crafted)
     assert not marker.exists()
 
 
 @pytest.mark.slow
 def test_a_run_keeps_its_newest_states(tiny, tmp_path):
-    train("demo_clip", [*tiny, "trainer.val_check_interval=2", "trainer.max_steps=8", "run.keep_last=3",
-                        f"run.dir={tmp_path / 'r'}"])
+    train(
+        "demo_clip",
+        [
+            *tiny,
+            "trainer.val_check_interval=2",
+            "trainer.max_steps=8",
+            "run.keep_last=3",
+            f"run.dir={tmp_path / 'r'}",
+        ],
+    )
     folder = tmp_path / "r" / "checkpoints"
     lasts = sorted(p.name for p in folder.glob("last*.ckpt"))
     assert lasts == ["last-step4.ckpt", "last-step6.ckpt", "last.ckpt"]

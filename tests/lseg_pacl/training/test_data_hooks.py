@@ -70,7 +70,9 @@ def test_too_many_bad_images_stop_the_run_with_the_files_named(tiny, world, tmp_
     with open(Path(summary["run_dir"]) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     skipped = [float(r["data/train_skipped"]) for r in rows if r.get("data/train_skipped")]
-    by_kind = [float(r["data/train_skipped/bad_image"]) for r in rows if r.get("data/train_skipped/bad_image")]
+    by_kind = [
+        float(r["data/train_skipped/bad_image"]) for r in rows if r.get("data/train_skipped/bad_image")
+    ]
     assert skipped and skipped[-1] >= 6 and by_kind == skipped  # per epoch, in total and by kind
 
 
@@ -80,6 +82,8 @@ def test_a_stream_that_ran_dry_stops_the_run_with_its_reason():
     from lseg_pacl.training.data_hooks import SkipMonitor
 
     monitor = SkipMonitor(max_bad_fraction=1.0)
-    monitor.on_train_batch_start(None, None, {EVENTS: [("bad_image", "a.jpg")], "image": torch.zeros(3, 1)}, 0)
+    monitor.on_train_batch_start(
+        None, None, {EVENTS: [("bad_image", "a.jpg")], "image": torch.zeros(3, 1)}, 0
+    )
     with pytest.raises(BadDataError, match="ran dry.*bad_image=1"):
         monitor.on_train_batch_start(None, None, {EVENTS: [], EXHAUSTED: "caption shards ran dry"}, 1)

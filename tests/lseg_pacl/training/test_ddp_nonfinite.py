@@ -1,4 +1,5 @@
-"""Under Lightning DDP (2 CPU processes, gloo): a NaN loss on one rank skips the update on both, training goes on."""
+"""Under Lightning DDP (2 CPU processes, gloo): a NaN loss on one rank skips the update on both, training goes
+on."""
 
 import pytest
 import torch
@@ -14,11 +15,14 @@ class NanOnRank1AtStep1(ClipContrastive):
         return super().training_step(batch, batch_idx)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.history.append(sum(float(p.detach().double().sum()) for p in self.parameters() if p.requires_grad))
+        self.history.append(
+            sum(float(p.detach().double().sum()) for p in self.parameters() if p.requires_grad)
+        )
 
     def on_train_end(self):
-        torch.save({"history": self.history, "skipped": self.nonfinite.total},
-                   f"{self.out}.{self.global_rank}")
+        torch.save(
+            {"history": self.history, "skipped": self.nonfinite.total}, f"{self.out}.{self.global_rank}"
+        )
 
 
 @pytest.mark.slow
@@ -33,9 +37,18 @@ def test_a_nan_on_one_rank_skips_the_update_on_both(world, tmp_path, tiny):
     module = NanOnRank1AtStep1(to_plain(cfg), benchmarks=spec.benchmark_classes)
     module.history, module.out = [], str(tmp_path / "r")
     data = build_train_data(cfg, spec)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, use_distributed_sampler=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+    )
     trainer.fit(module, datamodule=data)
     runs = [torch.load(f"{module.out}.{r}") for r in (0, 1)]
     assert runs[0]["skipped"] == runs[1]["skipped"] == 1

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import WORLD
 
-LAUNCHER = textwrap.dedent('''
+LAUNCHER = textwrap.dedent("""
     import os, signal, sys
     import lseg_pacl.training.checkpointing as ckpt
     import lseg_pacl.training.runner as runner
@@ -19,7 +19,8 @@ LAUNCHER = textwrap.dedent('''
     from lseg_pacl.commands.cli import main
 
     kill_step = int(os.environ.get("KILL_AT_STEP", "-1"))
-    signal_step, signal_name = int(os.environ.get("SIGNAL_AT_STEP", "-1")), os.environ.get("SIGNAL", "SIGTERM")
+    signal_step = int(os.environ.get("SIGNAL_AT_STEP", "-1"))
+    signal_name = os.environ.get("SIGNAL", "SIGTERM")
     kill_save, how = int(os.environ.get("KILL_IN_SAVE", "-1")), os.environ.get("KILL_HOW", "")
 
     class KillAt(Callback):
@@ -29,7 +30,8 @@ LAUNCHER = textwrap.dedent('''
             if trainer.global_step == signal_step:  # a scheduler's notice: handled before the step trains
                 os.kill(os.getpid(), getattr(signal, signal_name))
 
-    real_callbacks, real_manifest, real_write = runner.checkpoint_callbacks, ckpt.write_manifest, ckpt.write_atomic
+    real_callbacks = runner.checkpoint_callbacks
+    real_manifest, real_write = ckpt.write_manifest, ckpt.write_atomic
     runner.checkpoint_callbacks = lambda *a: [*real_callbacks(*a), KillAt()]
     saves = []
 
@@ -51,7 +53,7 @@ LAUNCHER = textwrap.dedent('''
 
     ckpt.write_atomic, ckpt.write_manifest = write_atomic, write_manifest
     sys.exit(main(sys.argv[1:]))
-''')
+""")
 
 
 def run(tmp_path, args, **env):
@@ -59,8 +61,13 @@ def run(tmp_path, args, **env):
     script.write_text(LAUNCHER)
     clean = {k: v for k, v in os.environ.items() if "WANDB" not in k}  # never this process's W&B service
     environ = {**clean, **{k: str(v) for k, v in env.items()}}
-    return subprocess.run([sys.executable, str(script), "train", *args], env=environ, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(script), "train", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def state(run_dir):
@@ -87,19 +94,38 @@ def reference(world, tmp_path_factory):
 
 
 def common(world, tmp):
-    return ["demo_pacl", "model.clip.pretrained=null", "logger.wandb.mode=disabled", f"run.root={tmp / 'runs'}",
-            f"data.synthetic.out={world}",
-            f"data.synthetic.n_train={WORLD['n_train']}", f"data.synthetic.n_val={WORLD['n_val']}",
-            "data.batch_size=8", "data.val_batch_size=8", "data.num_workers=1", "trainer.max_steps=14",
-            "trainer.val_check_interval=2", "trainer.enable_progress_bar=false"]
+    return [
+        "demo_pacl",
+        "model.clip.pretrained=null",
+        "logger.wandb.mode=disabled",
+        f"run.root={tmp / 'runs'}",
+        f"data.synthetic.out={world}",
+        f"data.synthetic.n_train={WORLD['n_train']}",
+        f"data.synthetic.n_val={WORLD['n_val']}",
+        "data.batch_size=8",
+        "data.val_batch_size=8",
+        "data.num_workers=1",
+        "trainer.max_steps=14",
+        "trainer.val_check_interval=2",
+        "trainer.enable_progress_bar=false",
+    ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill,extra", [
-    (dict(KILL_AT_STEP=5), []), (dict(KILL_AT_STEP=7), []),
-    (dict(KILL_AT_STEP=8), ["trainer.val_check_interval=5"]),  # resumes from the epoch-boundary save (step 6)
-    (dict(KILL_IN_SAVE=4, KILL_HOW="mid_file"), []), (dict(KILL_IN_SAVE=5, KILL_HOW="before_manifest"), [])],
-    ids=["mid-epoch", "after-epoch-end", "epoch-boundary", "during-write", "before-manifest"])
+@pytest.mark.parametrize(
+    "kill,extra",
+    [
+        (dict(KILL_AT_STEP=5), []),
+        (dict(KILL_AT_STEP=7), []),
+        (
+            dict(KILL_AT_STEP=8),
+            ["trainer.val_check_interval=5"],
+        ),  # resumes from the epoch-boundary save (step 6)
+        (dict(KILL_IN_SAVE=4, KILL_HOW="mid_file"), []),
+        (dict(KILL_IN_SAVE=5, KILL_HOW="before_manifest"), []),
+    ],
+    ids=["mid-epoch", "after-epoch-end", "epoch-boundary", "during-write", "before-manifest"],
+)
 def test_a_killed_run_resumes_bit_identical(reference, tmp_path, kill, extra):
     """Validation never touches training's random draws, so the reference (validating every 2 steps) also
     stands for a run validating elsewhere."""
@@ -138,18 +164,25 @@ def shard_reference(world, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("shard_reference")
     urls = ", ".join(f"'{p}'" for p in make_shards(tmp / "shards", n_shards=8, per_shard=6, size=(64, 64)))
-    args = [*common(world, tmp), "data.train.format=shards", f"data.train.shards=[{{urls: [{urls}]}}]",
-            "data.train.samples_per_epoch=48", "data.train.resampled=false", "data.num_workers=2"]
+    args = [
+        *common(world, tmp),
+        "data.train.format=shards",
+        f"data.train.shards=[{{urls: [{urls}]}}]",
+        "data.train.samples_per_epoch=48",
+        "data.train.resampled=false",
+        "data.num_workers=2",
+    ]
     done = run(tmp, [*args, f"run.dir={tmp / 'ref'}"])
     assert done.returncode == 0, done.stderr[-3000:]
     return args, state(tmp / "ref")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop,code", [(dict(KILL_AT_STEP=3), -9), (dict(SIGNAL_AT_STEP=5), 75)])  # 5 batches in: worker 1's turn next
+# SIGNAL_AT_STEP=5: 5 batches in, worker 1's turn next
+@pytest.mark.parametrize("stop,code", [(dict(KILL_AT_STEP=3), -9), (dict(SIGNAL_AT_STEP=5), 75)])
 def test_a_stopped_shard_stream_run_resumes_bit_identical(shard_reference, tmp_path, stop, code):
-    """Streamed shards: the resumed epoch passes over what was consumed (read, not decoded) and the workers take
-    their turns from the right one, so the run continues exactly."""
+    """Streamed shards: the resumed epoch passes over what was consumed (read, not decoded) and the workers
+    take their turns from the right one, so the run continues exactly."""
     args, expected = shard_reference
     target = tmp_path / "stopped"
     assert run(tmp_path, [*args, f"run.dir={target}"], **stop).returncode == code

@@ -1,4 +1,5 @@
-"""The frozen-feature cache in training: what may be cached, and cached features give the loss live ones give."""
+"""The frozen-feature cache in training: what may be cached, and cached features give the loss live ones
+give."""
 
 import logging
 
@@ -15,9 +16,17 @@ from lseg_pacl.training.runner import build_model_and_data
 
 
 def setup(tiny, tiny_clip_file, tmp_path, *extra):
-    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.hflip=false",
-                                    "data.train.feature_cache=true", f"data.train.feature_cache_dir={tmp_path / 'fc'}",
-                                    *extra])
+    cfg = load_config(
+        "demo_pacl",
+        [
+            *tiny,
+            f"model.clip.pretrained={tiny_clip_file}",
+            "data.train.hflip=false",
+            "data.train.feature_cache=true",
+            f"data.train.feature_cache_dir={tmp_path / 'fc'}",
+            *extra,
+        ],
+    )
     module, data = build_model_and_data(cfg)
     return cfg, module.train(), data
 
@@ -73,21 +82,34 @@ def test_texts_are_served_from_the_store_after_it_is_filled(tiny, tiny_clip_file
 
 def test_random_augmentation_leaves_only_texts_cached(tiny, tiny_clip_file, caplog):
     caplog.set_level(logging.WARNING)
-    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.feature_cache=true",
-                                    "data.train.crop_scale_min=0.5"])
+    cfg = load_config(
+        "demo_pacl",
+        [
+            *tiny,
+            f"model.clip.pretrained={tiny_clip_file}",
+            "data.train.feature_cache=true",
+            "data.train.crop_scale_min=0.5",
+        ],
+    )
     plan = plan_feature_cache(cfg, input_spec(cfg))
     assert plan.image_key is None and plan.text_key is not None
     assert "patch tokens not cached" in caplog.text and "crop_scale_min=0.5" in caplog.text
 
 
-@pytest.mark.parametrize("over,reason", [(["model.objective=clip"], "trains its encoders"),
-                                         (["model.pacl.freeze_vision=false", "model.pacl.freeze_text=false"],
-                                          "freeze_text=false"),
-                                         (["model.clip.pretrained=null"], "random weights have no identity")])
+@pytest.mark.parametrize(
+    "over,reason",
+    [
+        (["model.objective=clip"], "trains its encoders"),
+        (["model.pacl.freeze_vision=false", "model.pacl.freeze_text=false"], "freeze_text=false"),
+        (["model.clip.pretrained=null"], "random weights have no identity"),
+    ],
+)
 def test_nothing_cacheable_turns_the_cache_off_with_the_reason(tiny, tiny_clip_file, over, reason, caplog):
     caplog.set_level(logging.WARNING)
-    cfg = load_config("demo_pacl", [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.feature_cache=true",
-                                    *over])
+    cfg = load_config(
+        "demo_pacl",
+        [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.feature_cache=true", *over],
+    )
     assert plan_feature_cache(cfg, input_spec(cfg)) is None
     assert reason in caplog.text
 
@@ -97,8 +119,13 @@ def test_a_cached_run_reads_no_image_after_its_first_epoch(tiny, tiny_clip_file,
     reads = []
     real = captions.read_rgb
     monkeypatch.setattr(captions, "read_rgb", lambda path, **kw: reads.append(path) or real(path, **kw))
-    args = [*tiny, f"model.clip.pretrained={tiny_clip_file}", "data.train.hflip=false",
-            "data.train.feature_cache=true", f"data.train.feature_cache_dir={tmp_path / 'fc'}",
-            "trainer.max_steps=18"]  # 3 epochs of 6 batches
+    args = [
+        *tiny,
+        f"model.clip.pretrained={tiny_clip_file}",
+        "data.train.hflip=false",
+        "data.train.feature_cache=true",
+        f"data.train.feature_cache_dir={tmp_path / 'fc'}",
+        "trainer.max_steps=18",
+    ]  # 3 epochs of 6 batches
     assert main(["train", "demo_pacl", *args]) == 0
     assert len(reads) == 48 and len(set(reads)) == 48  # the first epoch only

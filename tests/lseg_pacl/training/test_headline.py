@@ -29,19 +29,34 @@ def test_missing_weights_stop_with_which_file_to_pass(monkeypatch, capsys, tmp_p
 
 @pytest.mark.slow
 def test_pacl_vitb16_trains_one_real_step_without_its_weights(tmp_path, world):
-    summary = train("pacl_vitb16", [
-        "model.clip.pretrained=null", *synthetic_data(world), f"run.root={tmp_path}", "logger.wandb.mode=disabled",
-        "data.batch_size=2", "data.val_batch_size=2", "data.val.max_images=2", "data.num_workers=0",
-        "trainer.max_steps=1", "trainer.max_epochs=null", "trainer.accelerator=cpu", "trainer.devices=1",
-        "trainer.precision=32-true", "trainer.enable_progress_bar=false",
-    ])
+    summary = train(
+        "pacl_vitb16",
+        [
+            "model.clip.pretrained=null",
+            *synthetic_data(world),
+            f"run.root={tmp_path}",
+            "logger.wandb.mode=disabled",
+            "data.batch_size=2",
+            "data.val_batch_size=2",
+            "data.val.max_images=2",
+            "data.num_workers=0",
+            "trainer.max_steps=1",
+            "trainer.max_epochs=null",
+            "trainer.accelerator=cpu",
+            "trainer.devices=1",
+            "trainer.precision=32-true",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
     assert summary["global_step"] == 1
-    assert summary["final"]["val/mIoU"] == pytest.approx(miou_by_hand(summary["last_checkpoint"], world), abs=1e-6)
+    assert summary["final"]["val/mIoU"] == pytest.approx(
+        miou_by_hand(summary["last_checkpoint"], world), abs=1e-6
+    )
 
 
 def miou_by_hand(ckpt: str, world) -> float:
-    """The final weights' mIoU on the 2 validation images, recomputed here: the same 224 px centre crops, then a
-    confusion matrix in numpy and the mean IoU over classes with a non-empty union."""
+    """The final weights' mIoU on the 2 validation images, recomputed here: the same 224 px centre crops, then
+    a confusion matrix in numpy and the mean IoU over classes with a non-empty union."""
     import numpy as np
     import torch
 
@@ -50,8 +65,13 @@ def miou_by_hand(ckpt: str, world) -> float:
     from lseg_pacl.objectives import load_objective
 
     module = load_objective(ckpt).eval()
-    data = SegmentationSet("synthetic", world / "ADEChallengeData2016", None,
-                           segmentation_eval_transform(224, module.input_mean, module.input_std), max_images=2)
+    data = SegmentationSet(
+        "synthetic",
+        world / "ADEChallengeData2016",
+        None,
+        segmentation_eval_transform(224, module.input_mean, module.input_std),
+        max_images=2,
+    )
     n = len(data.class_names)
     confusion = np.zeros((n, n), dtype=np.int64)
     with torch.no_grad():

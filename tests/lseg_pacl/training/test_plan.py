@@ -35,7 +35,11 @@ def test_ranks_agree_on_the_run_without_talking(tiny, tmp_path):
     slurm = Launch(rank=3, together=True, job_id="77", inherited_dir=None, inherited_id=None)
     assert plan_run("demo_clip", tiny, slurm).run_id == "job-77"
     with pytest.raises(ConfigError, match="launched together"):
-        plan_run("demo_clip", tiny, Launch(rank=0, together=True, job_id=None, inherited_dir=None, inherited_id=None))
+        plan_run(
+            "demo_clip",
+            tiny,
+            Launch(rank=0, together=True, job_id=None, inherited_dir=None, inherited_id=None),
+        )
 
 
 def test_an_evaluation_only_experiment_cannot_be_planned_for_training(tmp_path):

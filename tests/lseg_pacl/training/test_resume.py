@@ -1,4 +1,5 @@
-"""What a resume may change: the keys it names exist, harmless ones pass, model and data changes are refused."""
+"""What a resume may change: the keys it names exist, harmless ones pass, model and data changes are
+refused."""
 
 from omegaconf import OmegaConf
 

@@ -75,7 +75,8 @@ def test_an_interrupted_run_resumes_from_its_newest_state(tiny, tmp_path, monkey
 
     real = runner.checkpoint_callbacks
     monkeypatch.setattr(runner, "checkpoint_callbacks", lambda *a: [*real(*a), CrashAtStep5()])
-    with pytest.raises(Crash):  # lr 0: val/mIoU never improves after step 2, so best (2) and newest (4) differ
+    # lr 0: val/mIoU never improves after step 2, so the best state (2) and the newest (4) differ
+    with pytest.raises(Crash):
         train("demo_clip", [*tiny, "trainer.val_check_interval=2", "trainer.max_steps=8", "optim.lr=0"])
     run_dir = next((tmp_path / "runs" / "demo_clip").iterdir())
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -104,7 +105,10 @@ def test_a_failed_start_leaves_no_run_behind(tiny, tmp_path, capsys):
 def test_a_wrong_dataset_layout_is_named_not_a_traceback(tiny, tmp_path, capsys):
     empty = tmp_path / "not_ade"
     empty.mkdir()
-    assert main(["train", "demo_clip", *tiny, "data.val.datasets=[ade20k]", f"data.val.roots.ade20k={empty}"]) == 3
+    assert (
+        main(["train", "demo_clip", *tiny, "data.val.datasets=[ade20k]", f"data.val.roots.ade20k={empty}"])
+        == 3
+    )
     err = capsys.readouterr().err
     assert "data.val.roots.ade20k" in err and str(empty) in err and "Traceback" not in err
     assert "annotations/validation/<stem>.png" in err  # the expected layout is shown
@@ -146,8 +150,10 @@ def test_an_existing_run_directory_is_never_overwritten(tiny, tmp_path):
 @pytest.mark.slow
 def test_checkpoint_loads_alone_and_eval_reproduces_the_final_miou(tiny, capsys):
     # 6 steps per epoch: the run passes an epoch end and validations, and stops 2 steps later
-    summary = train("demo_pacl", [*tiny, "model.clip.pretrained=null", "trainer.max_steps=8",
-                                  "trainer.val_check_interval=3"])
+    summary = train(
+        "demo_pacl",
+        [*tiny, "model.clip.pretrained=null", "trainer.max_steps=8", "trainer.val_check_interval=3"],
+    )
     assert summary["global_step"] == 8
     ckpt = summary["last_checkpoint"]
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain containers only
@@ -173,7 +179,9 @@ def test_pipeline_runs_both_stages_and_pacl_starts_from_stage_one(tiny, capsys):
     clip_ckpt = torch.load(stages["demo_clip"]["last_checkpoint"], map_location="cpu", weights_only=True)
     pacl_ckpt = torch.load(stages["demo_pacl"]["last_checkpoint"], map_location="cpu", weights_only=True)
     key = "clip.model.visual.proj"
-    torch.testing.assert_close(clip_ckpt["state_dict"][key], pacl_ckpt["state_dict"][key])  # frozen, inherited
+    torch.testing.assert_close(
+        clip_ckpt["state_dict"][key], pacl_ckpt["state_dict"][key]
+    )  # frozen, inherited
     out = capsys.readouterr().out
     assert "demo_clip" in out and "demo_pacl" in out and "val/mIoU" in out
     # resuming a finished pipeline does no more work and reports the same numbers
@@ -186,8 +194,10 @@ def test_resume_refuses_model_or_data_changes_and_allows_harmless_ones(tiny, tmp
     target = tmp_path / "r"
     train("demo_clip", [*tiny, f"run.dir={target}"])
     with pytest.raises(ConfigError) as err:
-        train("demo_clip", [*tiny, f"resume={target}", "model.clip.image_size=96", "data.train.hflip=false",
-                            "seed=3"])
+        train(
+            "demo_clip",
+            [*tiny, f"resume={target}", "model.clip.image_size=96", "data.train.hflip=false", "seed=3"],
+        )
     assert all(k in str(err.value) for k in ("model.clip.image_size", "data.train.hflip", "seed"))
     assert "trainer.max_steps" not in str(err.value)
     done = train("demo_clip", [*tiny, f"resume={target}", "trainer.max_steps=6", "data.num_workers=0"])

@@ -17,9 +17,23 @@ def test_the_api_key_is_in_no_file_of_a_run(tiny, tmp_path):
     env["WANDB_API_KEY"] = SENTINEL
     target = tmp_path / "run"
     args = [a for a in tiny if not a.startswith("logger.wandb.mode")]
-    done = subprocess.run([sys.executable, "-m", "lseg_pacl", "train", "demo_clip", *args, "logger.wandb.mode=offline",
-                           f"run.dir={target}", "trainer.val_check_interval=2"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lseg_pacl",
+            "train",
+            "demo_clip",
+            *args,
+            "logger.wandb.mode=offline",
+            f"run.dir={target}",
+            "trainer.val_check_interval=2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     files = [p for p in Path(target).rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files) and any(p.suffix == ".ckpt" for p in files)
