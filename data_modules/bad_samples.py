@@ -113,8 +113,7 @@ class SkipCounter:
         if self.shards and self.failed_shards / self.shards > self.max_bad_fraction:
             raise DataQualityError(
                 f"{self.where}: {self.failed_shards} of {self.shards} shards could not be read "
-                f"({self.summary()}), "
-                f"more than data.max_bad_fraction={self.max_bad_fraction}. First: "
+                f"({self.summary()}), more than data.max_bad_fraction={self.max_bad_fraction}. First: "
                 + "; ".join(f"{r}: {f}" for r, f in self.examples.items() if r in SHARD_REASONS)
                 + ". Check the shard list (data.train.shards) and that every shard is a complete tar."
             )

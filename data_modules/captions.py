@@ -156,10 +156,6 @@ class CocoCaptions(Dataset):
             return Skipped.of(exc)
         return {**sample, "image": seeded(self.transform, g, image=pixels)["image"]}
 
-    def all_texts(self) -> tuple[list[str], list[str]]:
-        """(every caption, every distinct noun) this dataset can produce: what a text cache is filled with."""
-        return caption_vocabulary(self.records)
-
 
 def caption_vocabulary(records: list[CaptionRecord]) -> tuple[list[str], list[str]]:
     """(every caption, every distinct noun, sorted) of a caption split."""
@@ -221,12 +217,6 @@ class CaptionDataModule(L.LightningDataModule):
         self.val = val
         self.train_set: Dataset | None = None
         self._built_for: tuple[int, int] | None = None
-
-    @property
-    def val_benchmarks(self) -> list[tuple[str, tuple[str, ...]]]:
-        if self.val is None:
-            raise RuntimeError("this caption DataModule has no validation benchmark")
-        return self.val.val_benchmarks
 
     def setup(self, stage: str | None = None) -> None:
         here = place()  # the process group's once it is up (setup may run earlier, to fail fast)

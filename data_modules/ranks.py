@@ -8,23 +8,26 @@ with neither, a single process (0, 1).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch.distributed as dist
 
 
-def _env_int(names: tuple[str, ...], default: int) -> int:
+def _env_int(environ: Mapping[str, str], names: tuple[str, ...], default: int) -> int:
     for name in names:
-        value = os.environ.get(name, "")
+        value = environ.get(name, "")
         if value.isdigit():
             return int(value)
     return default
 
 
-def place() -> tuple[int, int]:
-    """(rank, world size) of this process."""
-    if dist.is_available() and dist.is_initialized():
+def place(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world size) of this process (``environ``: read that instead of this process's environment)."""
+    if environ is None and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return _env_int(("RANK", "SLURM_PROCID", "LOCAL_RANK"), 0), _env_int(("WORLD_SIZE", "SLURM_NTASKS"), 1)
+    env = os.environ if environ is None else environ
+    return (_env_int(env, ("RANK", "SLURM_PROCID", "LOCAL_RANK"), 0),
+            _env_int(env, ("WORLD_SIZE", "SLURM_NTASKS"), 1))
 
 
 def rank() -> int:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, BadSample
 from data_modules.images import Reduction, read_rgb
 from data_modules.nouns import extract_nouns
+from data_modules.ranks import distributed, place
 
 STREAM = "data_stream"  # batch key: (worker, raw samples it read for this batch), for the stream's position
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -334,8 +335,7 @@ class ShardStream(IterableDataset):
                     EVENTS: list(events),
                     SHARDS: opened[0],
                     EXHAUSTED: f"caption shards ran dry in worker {worker} of rank {self.rank} after {done} "
-                               "of "
-                    f"{self.worker_batches(worker)} batches: no source yields samples any more",
+                               f"of {self.worker_batches(worker)} batches: no source yields samples any more",
                 }
                 return
             yield {
@@ -388,8 +388,8 @@ class ResumableShardLoader(DataLoader):
         this when a checkpoint is made, and rank 0's copy, holding all of them, is the one written."""
         mine = {"epoch": self.position.epoch, "raw": self.position.raw, "batches": self.position.batches}
         ranks = [mine]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ranks = [None] * torch.distributed.get_world_size()
+        if distributed():
+            ranks = [None] * place()[1]
             torch.distributed.all_gather_object(ranks, mine)
         return {"ranks": ranks}
 

@@ -166,8 +166,8 @@ def generate(out: str | Path, seed: int = 0, n_train: int = 4000, n_val: int = 2
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(
             f"{root} exists and is not a synthetic world generated with seed={seed}, n_train={n_train}, "
-            f"n_val={n_val}, size={size}; refusing to overwrite it (choose another directory or remove it "
-            "yourself)"
+            f"n_val={n_val}, size={size}; refusing to overwrite it (choose another directory or remove "
+            f"it yourself)"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))

@@ -1,4 +1,4 @@
-"""Suite ``feature_cache``: what the frozen-feature cache (feature_caching.py) saves.
+"""Suite ``feature_cache``: what the frozen-feature cache (training/feature_caching.py) saves.
 
 - ``demo``: the demo's PACL stage (tiny CLIP, synthetic captions, batch 128, hflip off so that features are
   cacheable) trained by Lightning for three epochs with the cache and three without, in one run: seconds per
@@ -113,13 +113,12 @@ def demo_floor(folder: Path, train_images: int) -> float:
 
 
 def trainable_step(module, tokens: torch.Tensor, text_emb: torch.Tensor, positives: torch.Tensor) -> None:
-    from lseg_pacl.models.pacl import pacl_compatibility
-
+    """What a PACL step does once the frozen features exist: the embedder, the scores and the loss, forward
+    and backward (the objective's own scoring, as in training)."""
     module.zero_grad(set_to_none=True)
     patches = module.embedder(tokens.float())  # under the caller's autocast, if any, as in training
     with torch.autocast(device_type=patches.device.type, enabled=False):  # compatibility and loss in fp32
-        phi = pacl_compatibility(patches.float(), text_emb.float(), module.temperature())
-        loss = contrastive_loss(module.logit_scale() * phi, positives)
+        loss = contrastive_loss(module.scaled_scores(patches, text_emb, module.logit_scale()), positives)
     loss.backward()
 
 

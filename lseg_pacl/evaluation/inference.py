@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
-MODES = ("whole", "slide")  # one view of the whole image, or overlapping windows
 RESIZE_SIDES = ("short", "long")  # which side Protocol.short_side sets
 
 
@@ -79,6 +78,13 @@ def slide(fn: LogitsFn, image: torch.Tensor, crop: int, stride: int, patch: int)
     return total / count
 
 
+# protocol.mode -> how one view is run: the whole image, or overlapping windows
+MODES: dict[str, Callable[[LogitsFn, torch.Tensor, Protocol], torch.Tensor]] = {
+    "whole": lambda fn, x, p: whole(fn, x, p.patch),
+    "slide": lambda fn, x, p: slide(fn, x, p.crop, p.stride, p.patch),
+}
+
+
 def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     """Logits [B, C, H, W] at the original size of ``image`` [B, 3, H, W]: averaged over scales and flips."""
     size = tuple(image.shape[-2:])
@@ -89,12 +95,9 @@ def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol) -> torch.Tensor
         scaled = resize_short_side(image, round(base * scale), protocol.resize)
         for flipped in (False, True) if protocol.flip else (False,):
             x = scaled.flip(-1) if flipped else scaled
-            if protocol.mode == "slide":
-                logits = slide(fn, x, protocol.crop, protocol.stride, protocol.patch)
-            elif protocol.mode == "whole":
-                logits = whole(fn, x, protocol.patch)
-            else:
+            if protocol.mode not in MODES:
                 raise ValueError(f"unknown inference mode '{protocol.mode}' ({' | '.join(MODES)})")
+            logits = MODES[protocol.mode](fn, x, protocol)
             if flipped:
                 logits = logits.flip(-1)
             if tuple(logits.shape[-2:]) != size:

@@ -11,13 +11,19 @@ softmax runs over the other classes' logits (each the max over its names).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-BACKGROUND_RULES = ("text", "threshold", "entropy")
+# rule -> which pixels are background, from class probabilities [B, C, H, W]; "text": background is scored as
+# a class name like any other, so no rule applies
+BACKGROUND_RULES: dict[str, Callable[[torch.Tensor, LabelSet], torch.Tensor] | None] = {
+    "text": None,
+    "threshold": lambda prob, labels: prob.amax(1) < labels.threshold,
+    "entropy": lambda prob, labels: -(prob * prob.clamp_min(1e-12).log()).sum(1) > labels.entropy,
+}
 
 
 def read_synonyms(path: str | Path, num_classes: int) -> tuple[tuple[str, ...], ...]:
@@ -96,9 +102,5 @@ class LabelSet:
         pred = scored[top]
         if not self.by_rule:
             return pred
-        prob = torch.softmax(self.scale * logits.float(), dim=1)
-        if self.rule == "threshold":
-            background = prob.amax(1) < self.threshold
-        else:
-            background = -(prob * prob.clamp_min(1e-12).log()).sum(1) > self.entropy
+        background = BACKGROUND_RULES[self.rule](torch.softmax(self.scale * logits.float(), dim=1), self)
         return torch.where(background, torch.full_like(pred, self.background_index), pred)

@@ -41,8 +41,9 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def create_clip(name: str, pretrained: str | None = None) -> nn.Module:
-    """An open_clip CLIP by model name with weights from a tag, a local file, or none (random init)."""
+def create_clip(name: str, pretrained: str | None = None, image_tower: bool = True) -> nn.Module:
+    """An open_clip CLIP by model name with weights from a tag, a local file, or none (random init);
+    ``image_tower=False``: weights of the text side suffice (the image tower is dropped by the caller)."""
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model '{name}' (model.clip.name); see open_clip.list_models()")
     tag_cfg = clip_tag_config(name, pretrained)
@@ -50,7 +51,7 @@ def create_clip(name: str, pretrained: str | None = None) -> nn.Module:
     with _quiet_root_logger():
         model = open_clip.create_model(name, pretrained=None, load_weights=False, force_quick_gelu=quick_gelu)
     if pretrained is not None:
-        load_clip_weights(model, name, pretrained, tag_cfg)
+        load_clip_weights(model, name, pretrained, tag_cfg, image_tower)
     return model
 
 
@@ -130,7 +131,7 @@ class ClipBackbone(nn.Module):
         geometry = clip_geometry(name)
         self.name = name
         self.last_block = last_block  # the last block of dense features (models/last_block.py)
-        self.model = create_clip(name, pretrained)
+        self.model = create_clip(name, pretrained, image_tower)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.patch_size = geometry.patch
         self.image_size = int(image_size or geometry.image_size)
@@ -140,10 +141,6 @@ class ClipBackbone(nn.Module):
         self.text_cache = TextEmbeddingCache()
         if not image_tower:
             self.model.visual = None
-
-    @property
-    def has_image_tower(self) -> bool:
-        return self.model.visual is not None
 
     # ---- image side
     def _positional(self, grid: tuple[int, int]) -> torch.Tensor:

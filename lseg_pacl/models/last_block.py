@@ -12,11 +12,11 @@ so the functions work for any open_clip ``ResidualAttentionBlock`` whatever its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-VARIANTS: tuple[str, ...] = ("plain", "maskclip", "sclip", "clearclip", "naclip")
 
 
 def _check_variant(variant: str) -> None:
@@ -28,8 +28,7 @@ def _check_tokens(x: torch.Tensor, grid: tuple[int, int]) -> None:
     if x.ndim != 3 or x.shape[1] != 1 + grid[0] * grid[1]:
         raise ValueError(
             f"expected batch-first tokens [B, 1 + {grid[0]}*{grid[1]}, width] (CLS first) for grid "
-            f"{tuple(grid)}, "
-            f"got shape {tuple(x.shape)}"
+            f"{tuple(grid)}, got shape {tuple(x.shape)}"
         )
 
 
@@ -157,6 +156,16 @@ def _naclip(block: nn.Module, x: torch.Tensor, grid: tuple[int, int], sigma: flo
     return _attend(block, x, "naclip", grid, sigma).to(x.dtype)
 
 
+# The registry: each variant's last block as f(block, tokens, grid, naclip_sigma).
+VARIANTS: dict[str, Callable[[nn.Module, torch.Tensor, tuple[int, int], float], torch.Tensor]] = {
+    "plain": lambda block, x, grid, sigma: _plain(block, x),
+    "maskclip": lambda block, x, grid, sigma: _maskclip(block, x),
+    "sclip": lambda block, x, grid, sigma: _sclip(block, x, grid),
+    "clearclip": lambda block, x, grid, sigma: _clearclip(block, x, grid),
+    "naclip": _naclip,
+}
+
+
 def last_block(
     block: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int], naclip_sigma: float = 5.0
 ) -> torch.Tensor:
@@ -168,15 +177,7 @@ def last_block(
     """
     _check_variant(variant)
     _check_tokens(x, grid)
-    if variant == "plain":
-        return _plain(block, x)
-    if variant == "maskclip":
-        return _maskclip(block, x)
-    if variant == "sclip":
-        return _sclip(block, x, grid)
-    if variant == "clearclip":
-        return _clearclip(block, x, grid)
-    return _naclip(block, x, grid, naclip_sigma)
+    return VARIANTS[variant](block, x, grid, naclip_sigma)
 
 
 def transformer_tokens(

@@ -79,8 +79,9 @@ def lightning_clip_state(obj: object) -> dict | None:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def load_clip_file(model: nn.Module, path: str) -> None:
-    """A local weights file into an open_clip model: open_clip's own formats, or our Lightning checkpoints."""
+def load_clip_file(model: nn.Module, path: str, image_tower: bool = True) -> None:
+    """A local weights file into an open_clip model: open_clip's own formats, or our Lightning checkpoints
+    (an LSeg checkpoint holds only the text tower: enough where ``image_tower`` is not needed)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise MissingInputError(f"CLIP weights file {file} does not exist ({CLIP_KEY})")
@@ -90,8 +91,7 @@ def load_clip_file(model: nn.Module, path: str) -> None:
         except Exception as exc:
             raise MissingInputError(
                 f"{file} cannot be read as a tensors-only checkpoint ({type(exc).__name__}). TorchScript "
-                "archives "
-                f"such as OpenAI's original ViT-B-16.pt are not accepted: pass open_clip's "
+                f"archives such as OpenAI's original ViT-B-16.pt are not accepted: pass open_clip's "
                 f"open_clip_pytorch_model.bin / open_clip_model.safetensors instead."
             ) from None
         state = lightning_clip_state(obj)
@@ -101,6 +101,13 @@ def load_clip_file(model: nn.Module, path: str) -> None:
                     f"{file} is a Lightning checkpoint without CLIP weights (no clip.model.*)"
                 )
             missing, unexpected = model.load_state_dict(state, strict=False)
+            no_tower = any(k.startswith("visual.") for k in missing) and not any(
+                k.startswith("visual.") for k in state)
+            if no_tower and image_tower:
+                raise MissingInputError(f"{file} holds no CLIP image tower (an LSeg checkpoint keeps only "
+                                        f"the text tower): pass open_clip weights or a CLIP or PACL "
+                                        f"checkpoint")
+            missing = [k for k in missing if image_tower or not k.startswith("visual.")]
             if missing or unexpected:
                 raise ConfigError(
                     f"{file} does not fit model.clip.name: missing {list(missing)[:5]}, unexpected "
@@ -113,10 +120,11 @@ def load_clip_file(model: nn.Module, path: str) -> None:
         raise ConfigError(f"{file} does not fit model.clip.name: {str(exc).splitlines()[0]}") from None
 
 
-def load_clip_weights(model: nn.Module, name: str, pretrained: str, tag_cfg: dict) -> None:
+def load_clip_weights(model: nn.Module, name: str, pretrained: str, tag_cfg: dict, image_tower: bool = True
+                      ) -> None:
     """``pretrained`` (a file, or a tag whose record is ``tag_cfg``) into ``model``."""
     if not tag_cfg:
-        load_clip_file(model, pretrained)
+        load_clip_file(model, pretrained, image_tower)
         return
     file = hub.cached_hub_file(tag_cfg) or hub.download_clip_weights(name, pretrained, tag_cfg)
     open_clip.load_checkpoint(model, file, weights_only=True)
@@ -184,13 +192,13 @@ def fetch_timm_file(name: str, tag: str | None, built_here: bool = False) -> str
     return hf_hub_download(repo_id, files[-1], revision=revision, cache_dir=hub.hf_cache_dir())
 
 
-def load_tensors(file: Path) -> object:
+def load_tensors(file: Path, map_location: object = "cpu") -> object:
     """A file's contents, loaded without running code (safetensors, or torch.load with weights_only=True)."""
-    if file.suffix == ".safetensors":
+    if Path(file).suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(file), device="cpu")
-    return torch.load(file, map_location="cpu", weights_only=True)
+    return torch.load(file, map_location=map_location, weights_only=True)
 
 
 def read_state(file: Path) -> dict[str, torch.Tensor]:

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from data_modules.ranks import distributed, place
+
 
 def world() -> tuple[int, int]:
-    """(rank, world size) of the default process group; (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    """(rank, world size) of the live process group; (this rank, 1) when there is no collective to run."""
+    rank, size = place()
+    return (rank, size) if distributed() else (rank, 1)
 
 
 def gather_objects(obj: object) -> list:

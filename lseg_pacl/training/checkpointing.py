@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from data_modules.ranks import rank
 from lseg_pacl.checksums import sha256_of
 from lseg_pacl.errors import CheckpointError
+from lseg_pacl.models.weights import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         if problem:
             raise CheckpointError(f"refusing to load {path}: {problem}")
         try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+            return load_tensors(Path(path), map_location or "cpu")
         except Exception as exc:  # noqa: BLE001 - a pickle payload, a truncated file: never loaded
             raise CheckpointError(
                 f"{path} cannot be read as a tensors-only checkpoint ({type(exc).__name__}: "

@@ -74,6 +74,7 @@ def plan_feature_cache(cfg: DictConfig, inputs: InputSpec) -> FeatureCachePlan |
     image_key = None
     if not image_reasons:
         image_key = {
+            "weights": weights,
             "model": clip.name,
             "last_block": clip.last_block,
             "grid": [side * side, geometry.width],
@@ -81,7 +82,7 @@ def plan_feature_cache(cfg: DictConfig, inputs: InputSpec) -> FeatureCachePlan |
             "split": t.split,
             "precision": precision,
         }
-    text_key = None if text_reasons else {"model": clip.name, "precision": precision}
+    text_key = None if text_reasons else {"weights": weights, "model": clip.name, "precision": precision}
     return FeatureCachePlan(root, text_key, image_key, side * side, geometry.width)
 
 

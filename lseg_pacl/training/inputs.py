@@ -97,8 +97,7 @@ def _check_shards(cfg: DictConfig) -> None:
             raise MissingInputError(
                 f"caption shards not found: none of the {len(local)} shards of data.train.shards[{i}] exists "
                 f"(first: {missing[0]}). Expected webdataset tars as img2dataset writes them (00000.tar "
-                "holding "
-                f"KEY.jpg, KEY.txt, KEY.json per sample), given as brace patterns, lists or URLs"
+                f"holding KEY.jpg, KEY.txt, KEY.json per sample), given as brace patterns, lists or URLs"
             )
         if missing:
             log.warning(

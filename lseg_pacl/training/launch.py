@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_modules.ranks import rank
+from data_modules.ranks import place
 
 RUN_DIR_ENV = "LSEG_PACL_RUN_DIR"
 RUN_ID_ENV = "LSEG_PACL_RUN_ID"
@@ -37,11 +37,11 @@ class Launch:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Launch:
         env = os.environ if environ is None else environ
-        together = _count(env, "WORLD_SIZE") > 1 or _count(env, "SLURM_NTASKS") > 1
+        together = _count(env, "WORLD_SIZE") > 1 or _count(env, "SLURM_NTASKS") > 1  # started at once
         job = env.get("SLURM_JOB_ID") or env.get("TORCHELASTIC_RUN_ID")
         inherited = env.get(RUN_DIR_ENV)
         return cls(
-            rank=rank(),
+            rank=place(environ)[0],
             together=together,
             job_id=job if job and job != "none" else None,
             inherited_dir=Path(inherited) if inherited else None,

@@ -76,8 +76,17 @@ def _shared_run_id(cfg: DictConfig, launch: Launch) -> str:
     return new_run_id()
 
 
-def _finished(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool, start: Path | None) -> RunPlan:
-    if not cfg.stages:
+def stage_overrides(overrides: list[str]) -> list[str]:
+    """What a pipeline's command line passes on to each stage (not its resume, run location or stage list)."""
+    return [o for o in without_resume(overrides) if not o.startswith(("run.", "stages"))]
+
+
+def _finished(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool, start: Path | None,
+              overrides: list[str] = ()) -> RunPlan:
+    if cfg.stages:  # every stage takes these overrides: a bad one stops the launch now, before anything runs
+        for stage in cfg.stages:
+            check_trainable(load_config(stage, stage_overrides(list(overrides))))
+    else:
         if cfg.model.clip.pretrained == PREVIOUS_STAGE:
             raise ConfigError(
                 f"model.clip.pretrained={PREVIOUS_STAGE} only works inside a pipeline experiment; "
@@ -96,7 +105,8 @@ def _resumed(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> RunPlan:
     if saved.stages:  # a pipeline: each stage's own config is checked when that stage resumes
         if not has_progress(run_dir):
             raise MissingInputError(f"nothing to resume in {run_dir}: no stage has a checkpoint yet")
-        return _finished(saved_with_overrides(saved, without_resume(overrides)), run_dir, run_id, True, None)
+        pipeline = saved_with_overrides(saved, without_resume(overrides))
+        return _finished(pipeline, run_dir, run_id, True, None, overrides)
     if not has_checkpoint(run_dir):
         raise MissingInputError(
             f"nothing to resume in {run_dir}: no intact checkpoint in {run_dir / 'checkpoints'}"
@@ -118,25 +128,25 @@ def plan_run(experiment: str, overrides: list[str], launch: Launch) -> RunPlan:
         if (run_dir / "config.yaml").is_file() and has_progress(run_dir):
             return _resumed(cfg, run_dir, overrides)
         # started before but never saved (or never started): a fresh run there, replacing its config.yaml
-        return _finished(cfg, run_dir, _shared_run_id(cfg, launch), False, None)
+        return _finished(cfg, run_dir, _shared_run_id(cfg, launch), False, None, overrides)
     if cfg.resume:
         return _resumed(cfg, run_to_resume(cfg.resume, experiment, experiment_root(cfg)), overrides)
     if launch.inherited_dir is not None and launch.rank != 0:  # a DDP rank started by rank 0: same directory
-        return _finished(cfg, launch.inherited_dir, _shared_run_id(cfg, launch), False, None)
+        return _finished(cfg, launch.inherited_dir, _shared_run_id(cfg, launch), False, None, overrides)
     run_id = _shared_run_id(cfg, launch)
     run_dir = Path(cfg.run.dir) if cfg.run.dir else experiment_root(cfg) / run_id
     if (run_dir / "config.yaml").exists() and launch.rank == 0:
         raise ConfigError(
             f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another run.dir"
         )
-    return _finished(cfg, run_dir, run_id, False, None)
+    return _finished(cfg, run_dir, run_id, False, None, overrides)
 
 
 def plan_stage(pipeline: RunPlan, stage: str, overrides: list[str], previous: str | None) -> RunPlan:
     """One stage of a pipeline, in ``<run dir>/<stage>``: continued when it has a checkpoint and the pipeline
     is resuming, else started with ``previous`` (the stage before's last checkpoint) where it asks for it."""
     stage_dir = pipeline.run_dir / stage
-    own = [o for o in without_resume(overrides) if not o.startswith(("run.", "stages"))]
+    own = stage_overrides(overrides)
     run_id = f"{pipeline.run_id}-{stage}"
     if pipeline.resuming and has_checkpoint(stage_dir):
         resumed = checked_resume(load_saved(stage_dir / "config.yaml"), own, stage_dir)

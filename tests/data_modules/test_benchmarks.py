@@ -100,14 +100,8 @@ def test_out_of_range_ids_are_refused_not_wrapped():
 
 def test_class_name_counts_and_split_defaults():
     counts = {n: len(b.classes) for n, b in BENCHMARKS.items() if b.classes is not None}
-    assert counts == {
-        "ade20k": 150,
-        "voc20": 20,
-        "voc21": 21,
-        "context59": 59,
-        "context60": 60,
-        "coco_stuff171": 171,
-    }
+    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
+                      "coco_stuff171": 171}
     assert (
         BENCHMARKS["voc21"].classes[0] == "background"
         and BENCHMARKS["voc21"].classes[1:] == BENCHMARKS["voc20"].classes

@@ -153,14 +153,8 @@ def _write_pairs(
         write_label_png(ann_dir / f"{stem}.png", mask, mode=mode)
 
 
-def make_ade(
-    root: str | Path,
-    split: str = "validation",
-    n: int = 4,
-    size: Size = (24, 32),
-    ids: Sequence[int] | None = None,
-    seed: int = 0,
-) -> Path:
+def make_ade(root: str | Path, split: str = "validation", n: int = 4, size: Size = (24, 32),
+             ids: Sequence[int] | None = None, seed: int = 0) -> Path:
     """ADE20K (mmseg): ``ADEChallengeData2016/{images,annotations}/<split>/ADE_val_00000001.{jpg,png}``."""
     base = Path(root) / "ADEChallengeData2016"
     prefix = {"validation": "ADE_val", "training": "ADE_train"}.get(split, f"ADE_{split}")
@@ -175,15 +169,8 @@ def _split_file(path: Path, names: Sequence[str]) -> None:
     path.write_text("".join(f"{s}\n" for s in names))
 
 
-def make_voc(
-    root: str | Path,
-    split: str = "val",
-    n: int = 4,
-    size: Size = (24, 32),
-    ids: Sequence[int] | None = None,
-    seed: int = 0,
-    boundary: bool = True,
-) -> Path:
+def make_voc(root: str | Path, split: str = "val", n: int = 4, size: Size = (24, 32),
+             ids: Sequence[int] | None = None, seed: int = 0, boundary: bool = True) -> Path:
     """Pascal VOC 2012: palette PNGs in ``SegmentationClass``; ``boundary`` draws 1-px 255 lines between
     bands."""
     base = Path(root) / "VOCdevkit" / "VOC2012"
@@ -194,14 +181,8 @@ def make_voc(
     return base
 
 
-def make_context(
-    root: str | Path,
-    split: str = "val",
-    n: int = 4,
-    size: Size = (24, 32),
-    ids: Sequence[int] | None = None,
-    seed: int = 0,
-) -> Path:
+def make_context(root: str | Path, split: str = "val", n: int = 4, size: Size = (24, 32),
+                 ids: Sequence[int] | None = None, seed: int = 0) -> Path:
     """Pascal Context (59 classes, mmseg): "L" PNGs in ``VOC2010/SegmentationClassContext``."""
     base = Path(root) / "VOCdevkit" / "VOC2010"
     names = [f"2008_{2 + i:06d}" for i in range(n)]
@@ -219,15 +200,8 @@ def coco_stuff_train_ids(raw: np.ndarray) -> np.ndarray:
     return lut[np.asarray(raw, dtype=np.uint8)]
 
 
-def make_coco_stuff(
-    root: str | Path,
-    split: str = "val2017",
-    n: int = 4,
-    size: Size = (24, 32),
-    ids: Sequence[int] | None = None,
-    seed: int = 0,
-    train_ids: bool = False,
-) -> Path:
+def make_coco_stuff(root: str | Path, split: str = "val2017", n: int = 4, size: Size = (24, 32),
+                    ids: Sequence[int] | None = None, seed: int = 0, train_ids: bool = False) -> Path:
     """COCO-Stuff 164k: raw ``annotations/<split>/<stem>.png``; ``train_ids`` adds
     ``<stem>_labelTrainIds.png``."""
     base = Path(root) / "coco_stuff164k"
@@ -247,14 +221,8 @@ _NOUN = ("dog", "man", "woman", "car", "cat", "bus", "table", "horse", "boat", "
 _PLACE = ("street", "beach", "kitchen", "field", "river", "park", "table", "road")
 
 
-def make_coco_captions(
-    root: str | Path,
-    split: str = "train2017",
-    n: int = 6,
-    size: Size = (24, 32),
-    seed: int = 0,
-    captions_per_image: int = 5,
-) -> Path:
+def make_coco_captions(root: str | Path, split: str = "train2017", n: int = 6, size: Size = (24, 32),
+                       seed: int = 0, captions_per_image: int = 5) -> Path:
     """COCO captions: ``coco/annotations/captions_<split>.json`` beside ``coco/<split>/<file_name>``.
 
     Image ids are sparse (100, 107, ...); annotations are shuffled, as in the real file.
@@ -287,14 +255,8 @@ def _tar_add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def make_shards(
-    out_dir: str | Path,
-    n_shards: int = 8,
-    per_shard: int = 5,
-    size: Size = (24, 32),
-    seed: int = 0,
-    captions: Callable[[int], str | bytes] | None = None,
-) -> list[Path]:
+def make_shards(out_dir: str | Path, n_shards: int = 8, per_shard: int = 5, size: Size = (24, 32),
+                seed: int = 0, captions: Callable[[int], str | bytes] | None = None) -> list[Path]:
     """img2dataset webdataset shards ``00000.tar``...; members per sample: KEY.jpg, KEY.json, KEY.txt.
 
     KEY is the 9-digit global sample index. Members come in webdataset TarWriter's (sorted) order.

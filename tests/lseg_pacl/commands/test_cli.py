@@ -50,14 +50,8 @@ def test_data_classes_prints_each_benchmarks_names(capsys):
     for name in ("ade20k", "voc20", "voc21", "context59", "context60", "coco_stuff171"):
         assert main(["data", "classes", f"dataset={name}"]) == 0
         counts[name] = len(json.loads(capsys.readouterr().out))
-    assert counts == {
-        "ade20k": 150,
-        "voc20": 20,
-        "voc21": 21,
-        "context59": 59,
-        "context60": 60,
-        "coco_stuff171": 171,
-    }
+    assert counts == {"ade20k": 150, "voc20": 20, "voc21": 21, "context59": 59, "context60": 60,
+                      "coco_stuff171": 171}
 
 
 def test_data_classes_of_the_synthetic_world(world, capsys):

@@ -16,16 +16,10 @@ def test_a_newly_registered_name_is_allowed_at_once(monkeypatch):
     assert load_config("demo_clip", ["eval.templates=mine"]).eval.templates == "mine"
 
 
-def test_every_choice_is_a_registry_of_the_code():
+def test_every_key_with_choices_is_a_key_of_the_schema():
     from lseg_pacl.config.loading import valid_keys
-    from lseg_pacl.models.last_block import VARIANTS
-    from lseg_pacl.objectives import OBJECTIVES
 
-    allowed = choices()
-    assert allowed["model.objective"] == tuple(OBJECTIVES) and allowed["model.clip.last_block"] == tuple(
-        VARIANTS
-    )
-    assert set(allowed) <= set(valid_keys())
+    assert set(choices()) <= set(valid_keys())
 
 
 def test_keys_every_command_needs_are_named():

@@ -73,6 +73,13 @@ def test_full_size_backbones_give_the_right_shapes(name, size, levels):
     assert model.patch_size == (32 if "patch32" in name else 16)
 
 
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_the_backbone_table_states_each_vits_own_patch_size(name):
+    # the table lets the data be built before the model; the ViT itself must agree (meta device: no weights)
+    with torch.device("meta"):
+        assert create_vit(name).patch_embed.patch_size[0] == BACKBONES[name]["patch"]
+
+
 def test_vit_large_dpt_parameter_count():
     with torch.device("meta"):
         model = DPT("vit_large_patch16_384", features=256, out_dim=512)

@@ -37,3 +37,17 @@ def test_a_misspelt_yes_no_word_is_a_tag_of_its_own_not_silently_false():
         from lseg_pacl.models.weights import timm_hub_source
 
         timm_hub_source("vit_base_patch32_384", vit_weights_source("ture")[1])
+
+
+def test_an_lseg_checkpoint_gives_clip_text_weights_but_no_image_tower(tmp_path):
+    from lseg_pacl.models.clip import ClipBackbone, create_clip
+
+    torch.manual_seed(0)
+    clip = ClipBackbone("lseg-tiny-vit", None, image_tower=False)  # what an LSeg module holds
+    path = tmp_path / "lseg.ckpt"
+    state = {f"clip.model.{k}": v for k, v in clip.model.state_dict().items()}
+    torch.save({"state_dict": state, "pytorch-lightning_version": "2.6"}, path)
+    text_only = ClipBackbone("lseg-tiny-vit", str(path), image_tower=False)
+    assert torch.equal(text_only.encode_text(["a sky"]), clip.encode_text(["a sky"]))
+    with pytest.raises(MissingInputError, match="holds no CLIP image tower"):
+        create_clip("lseg-tiny-vit", str(path))  # PACL or CLIP need the image tower too

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import data_modules.captions as captions
-from data_modules.captions import collate_captions
+from data_modules.captions import caption_vocabulary, collate_captions
 from lseg_pacl.commands.cli import main
 from lseg_pacl.config.loading import load_config
 from lseg_pacl.objectives import input_spec
@@ -42,7 +42,7 @@ def items(data, indices):
 def test_cached_and_live_features_give_the_same_loss(tiny, tiny_clip_file, tmp_path):
     cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
     store = module.feature_cache.token_store
-    assert data.train_set.token_store.folder == store.folder  # the data reads what the model writes
+    assert data.train_set.token_store is store  # one store: the data reads what the model writes
     live_batch = items(data, range(8))
     assert "image" in live_batch and "tokens" not in live_batch
     live_loss = module.training_step(live_batch, 0)
@@ -74,7 +74,7 @@ def test_texts_are_served_from_the_store_after_it_is_filled(tiny, tiny_clip_file
     cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
     store = module.feature_cache.text_store
     module.fill_text_store()  # what on_train_start does
-    captions_all, nouns = data.train_set.all_texts()
+    captions_all, nouns = caption_vocabulary(data.train_set.records)
     assert len(store) >= len(set(captions_all)) + 7 * len(nouns) - 1  # every caption and noun prompt
     module.clip.encode_text = None  # nothing left to encode
     assert torch.isfinite(module.training_step(items(data, range(8)), 0))

@@ -55,3 +55,18 @@ def test_a_stage_takes_the_previous_stage_weights_as_a_field_not_a_second_merge(
     assert stage.run_dir == pipeline.run_dir / "demo_pacl" and stage.run_id == f"{pipeline.run_id}-demo_pacl"
     with pytest.raises(ConfigError, match="first stage"):
         plan_stage(pipeline, "demo_pacl", tiny, previous=None)
+
+
+def test_the_launch_is_read_from_the_environment_it_is_given(tmp_path):
+    launch = Launch.from_environ({"RANK": "3", "WORLD_SIZE": "4", "TORCHELASTIC_RUN_ID": "t1",
+                                  "LSEG_PACL_RUN_DIR": str(tmp_path), "LSEG_PACL_RUN_ID": "r0"})
+    assert launch == Launch(rank=3, together=True, job_id="t1", inherited_dir=tmp_path, inherited_id="r0")
+    assert Launch.from_environ({}) == ALONE
+
+
+def test_a_bad_override_of_a_pipeline_stops_before_anything_is_written(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="model.objective"):
+        plan_run("demo", [*tiny, "model.objective=bogus"], ALONE)
+    with pytest.raises(ConfigError, match="optim.lr is not set"):
+        plan_run("demo", [*tiny, "optim.lr=null"], ALONE)
+    assert not (tmp_path / "runs").exists()

@@ -17,9 +17,23 @@ from lseg_pacl.training.spec import run_spec
 def test_the_input_spec_from_the_config_is_what_the_built_model_takes(experiment, over):
     cfg = load_config(experiment, ["model.clip.pretrained=null", *over])
     spec = input_spec(cfg)
-    module = build_objective(to_plain(cfg))
+    module = build_objective(to_plain(cfg)).eval()
     assert spec.patch == module.patch_size
-    assert spec.mean == module.input_mean and spec.std == module.input_std
+    x = torch.randn(1, 3, 2 * spec.patch, 3 * spec.patch)  # the model takes inputs of this spec's sides
+    assert module.logits(x, torch.randn(2, module.clip.embed_dim), (4, 6)).shape == (1, 2, 4, 6)
+
+
+def test_normalisation_comes_from_the_weights_tag_else_openais_statistics(monkeypatch):
+    import open_clip
+
+    from lseg_pacl.models.clip import clip_normalisation
+
+    openai = (tuple(open_clip.constants.OPENAI_DATASET_MEAN), tuple(open_clip.constants.OPENAI_DATASET_STD))
+    assert clip_normalisation("ViT-B-16", None) == openai
+    assert clip_normalisation("ViT-B-16", "/weights/mine.pt") == openai  # a file: no record to read
+    record = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "hf_hub": "x/y/"}
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda name, tag: record if tag == "mytag" else {})
+    assert clip_normalisation("ViT-B-16", "mytag") == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
 @pytest.mark.parametrize("name", ["lseg-tiny-vit", "ViT-B-16-quickgelu", "ViT-B-32"])
