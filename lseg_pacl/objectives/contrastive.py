@@ -7,6 +7,8 @@ An objective says how it embeds the texts (``text_embeddings``), what it compute
 
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from data_modules.bad_samples import batch_size_of
@@ -17,23 +19,23 @@ from lseg_pacl.objectives.losses import contrastive_loss
 from lseg_pacl.objectives.texts import caption_texts
 
 
-class ContrastiveObjective(ZeroShotObjective):
+class ContrastiveObjective(ZeroShotObjective, abc.ABC):
+    @abc.abstractmethod
     def logit_scale(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The learned scale of the scores (clamped at model.logit_scale_max)."""
 
+    @abc.abstractmethod
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """[len(texts), D] embeddings of all ranks' texts."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def image_features(self, batch: dict, text_emb: torch.Tensor) -> torch.Tensor:
         """This rank's image side of the batch (a batch without images: an empty tensor)."""
-        raise NotImplementedError
 
-    def scaled_scores(
-        self, features: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor
-    ) -> torch.Tensor:
+    @abc.abstractmethod
+    def scaled_scores(self, features: torch.Tensor, text_emb: torch.Tensor,
+                      scale: torch.Tensor) -> torch.Tensor:
         """[b, T] logits of this rank's images against all texts (run in float32)."""
-        raise NotImplementedError
 
     def log_extras(self, batch_size: int, texts: list[str]) -> None:
         """Objective-specific training figures."""

@@ -226,7 +226,7 @@ class SaveLast(Callback):
                 pass  # this very state is already last.ckpt: it is rewritten in place
             elif entry is not None:  # kept as the previous state (resume verifies it before any use)
                 _move(self.path, self.directory / f"last-step{entry['step']}.ckpt")
-        trainer.save_checkpoint(self.path, weights_only=False)  # the whole training state, said explicitly
+        trainer.save_checkpoint(self.path)
         if rank() == 0:
             self._prune()
 
