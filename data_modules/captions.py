@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,9 +125,11 @@ class CocoCaptions(Dataset):
         transform: Callable,
         token_store: TokenStore | None = None,
         seed: int = 0,
+        records: Sequence[CaptionRecord] = (),
     ) -> None:
         self.root = Path(root)
-        self.records = read_coco_captions(self.root, split)
+        # the split's records, read here unless the caller has them (e.g. the feature cache that indexes them)
+        self.records = list(records) or read_coco_captions(self.root, split)
         self.transform = transform
         self.token_store = token_store
         self.seed = seed

@@ -203,5 +203,6 @@ class FeatureStores:
 
     token_store: TokenStore | None
     text_store: TextStore | None
+    records: tuple = ()  # the caption records the token store's rows index, in order (read once, for both)
     captions: tuple[str, ...] = ()  # every caption and noun the training set can produce: what the text store
     nouns: tuple[str, ...] = ()  # is filled with before the first step

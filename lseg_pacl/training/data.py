@@ -62,7 +62,10 @@ def _segmentation(cfg: DictConfig, spec: RunSpec, cache: FeatureStores | None) -
 def _coco_captions(
     root: Path, split: str, transform, stores: FeatureStores | None, seed: int, rank: int, world_size: int
 ) -> CocoCaptions:
-    return CocoCaptions(root, split, transform, token_store=stores.token_store if stores else None, seed=seed)
+    if stores is None:
+        return CocoCaptions(root, split, transform, seed=seed)
+    return CocoCaptions(root, split, transform, token_store=stores.token_store, seed=seed,
+                        records=stores.records)
 
 
 def shard_stream(

@@ -107,4 +107,4 @@ def open_feature_cache(plan: FeatureCachePlan, train_root: Path, split: str) -> 
         )
     text_store = TextStore(plan.root, plan.text_key) if plan.text_key is not None else None
     captions, nouns = caption_vocabulary(records) if text_store is not None else ([], [])
-    return FeatureStores(token_store, text_store, tuple(captions), tuple(nouns))
+    return FeatureStores(token_store, text_store, tuple(records), tuple(captions), tuple(nouns))

@@ -129,3 +129,16 @@ def test_a_cached_run_reads_no_image_after_its_first_epoch(tiny, tiny_clip_file,
     ]  # 3 epochs of 6 batches
     assert main(["train", "demo_pacl", *args]) == 0
     assert len(reads) == 48 and len(set(reads)) == 48  # the first epoch only
+
+
+def test_the_caption_file_is_read_once_for_the_cache_and_the_data(tiny, tiny_clip_file, tmp_path,
+                                                                  monkeypatch):
+    import lseg_pacl.training.feature_caching as feature_caching
+
+    reads = []
+    real = feature_caching.read_coco_captions
+    monkeypatch.setattr(feature_caching, "read_coco_captions", lambda *a: reads.append(a) or real(*a))
+    monkeypatch.setattr(captions, "read_coco_captions", lambda *a: reads.append(a) or real(*a))
+    cfg, module, data = setup(tiny, tiny_clip_file, tmp_path)
+    assert len(reads) == 1  # the token store's rows and the dataset's samples are one list
+    assert data.train_set.records == list(module.feature_cache.records)
