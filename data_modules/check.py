@@ -1,8 +1,9 @@
 """``lseg-pacl data check``: read every sample of a dataset the way training would, before a long run.
 
 The summary: ``images`` (samples listed), ``pairs_ok`` (usable image/mask or image/caption pairs),
-``label_hist`` (pixel count per mapped class id, ignore as "255"; null for caption data), ``problems`` (file
-and reason, the first ``MAX_LISTED``) and ``problem_counts`` (per reason, all of them).
+``label_hist`` (pixel count per mapped class id, ignored pixels under the benchmark's ignore index: "255", or
+"65535" for ade847 and pc459; null for caption data), ``problems`` (file and reason, the first ``MAX_LISTED``)
+and ``problem_counts`` (per reason, all of them).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ MAX_LISTED = 1000
 
 
 class _SegScan(Dataset):
+    """Per sample: pixels per class id 0..C-1, then the ignored pixels in slot C (any ignore index)."""
+
     def __init__(self, data: SegmentationSet) -> None:
         self.data = data
+        self.num_classes = len(data.class_names)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -35,7 +39,9 @@ class _SegScan(Dataset):
             loaded = self.data.load(index)
         except BadSample as exc:
             return {"ok": 0, "problems": [(exc.reason, exc.file, exc.detail)]}
-        hist = np.bincount(loaded.mask.ravel(), minlength=256)
+        ids = loaded.mask.ravel().astype(np.int64)
+        c = self.num_classes
+        hist = np.bincount(np.where(ids == self.data.ignore_index, c, ids), minlength=c + 1)
         return {"ok": 1, "hist": hist, "problems": [(r, f, "") for r, f in loaded.notes]}
 
 
@@ -86,9 +92,10 @@ def shard_urls(root: str) -> list[str]:
     return expand_urls([root])
 
 
-def _scan(dataset: Dataset, workers: int) -> tuple[int, int, Counter, list, np.ndarray]:
-    """(usable pairs, samples seen in shards, problem counts, listed problems, label histogram)."""
-    ok, counts, listed, hist, seen = 0, Counter(), [], np.zeros(256, dtype=np.int64), 0
+def _scan(dataset: Dataset, workers: int, bins: int = 0) -> tuple[int, int, Counter, list, np.ndarray]:
+    """(usable pairs, samples seen in shards, problem counts, listed problems, label histogram of
+    ``bins``)."""
+    ok, counts, listed, hist, seen = 0, Counter(), [], np.zeros(bins, dtype=np.int64), 0
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=lambda x: x)
     for item in loader:
         ok += item["ok"]
@@ -106,10 +113,12 @@ def check_dataset(dataset: str, root: str, split: str | None = None, workers: in
     """Scan one dataset; raises FileNotFoundError/ValueError when it is not there at all."""
     if dataset in BENCHMARKS:
         data = SegmentationSet(dataset, root, split, transform=None)
-        ok, _, counts, listed, hist = _scan(_SegScan(data), workers)
-        label_hist = {str(i): int(n) for i, n in enumerate(hist) if n}
+        c = len(data.class_names)
+        ok, _, counts, listed, hist = _scan(_SegScan(data), workers, bins=c + 1)
+        label_hist = {str(i if i < c else data.ignore_index): int(n) for i, n in enumerate(hist) if n}
         return {"dataset": dataset, "root": str(data.dir), "split": data.split, "images": len(data),
-                "pairs_ok": ok, "label_hist": label_hist, "problems": listed, "problem_counts": dict(counts)}
+                "pairs_ok": ok, "label_hist": label_hist, "ignore_index": data.ignore_index,
+                "problems": listed, "problem_counts": dict(counts)}
     if dataset == "coco_captions":
         split = split or "train2017"
         scan = _CocoScan(Path(root).expanduser(), split)

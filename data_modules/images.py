@@ -75,14 +75,15 @@ def read_rgb(source: Path | bytes, where: object = None, reduction: Reduction | 
 
 
 def read_label_png(path: Path) -> np.ndarray:
-    """Raw label ids as int64 from a single-channel, palette or 16-bit PNG."""
+    """Raw label ids as int64 from a single-channel, palette or 16-bit PNG, or a single-channel (8- or 16-bit)
+    TIFF such as CAT-Seg's ``annotations_detectron2/**/*.tif`` (PIL reads those as mode "I;16")."""
     if not path.is_file():
         raise BadSample("missing_file", path)
     try:
         with Image.open(path) as img:
             if img.mode not in LABEL_MODES:
                 raise BadSample(
-                    "bad_mask", path, f"mode {img.mode}; expected a single-channel or palette PNG"
+                    "bad_mask", path, f"mode {img.mode}; expected a single-channel, palette or 16-bit mask"
                 )
             img.load()
             arr = np.asarray(img)

@@ -30,7 +30,7 @@ __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pa
 @dataclass
 class LoadedPair:
     image: np.ndarray  # RGB uint8 [H, W, 3]
-    mask: np.ndarray  # contiguous ids uint8 [H, W], 255 = ignore
+    mask: np.ndarray  # contiguous ids [H, W]: uint8 (255 = ignore), or uint16 (65535 = ignore: ade847, pc459)
     notes: list[tuple[str, str]]
 
 
@@ -70,6 +70,7 @@ class SegmentationSet(Dataset):
                 f"{self.bench.expected_layout(self.split)}"
             )
         self.class_names = self.bench.class_names(self.dir)
+        self.ignore_index = self.bench.ignore_index  # 255, or 65535 for the 16-bit TIFF benchmarks
         self.transform, self.augment = transform, augment  # augment: a random transform, seeded per sample
         self.seed = seed
         pairs = self.bench.pairs(self.dir, self.split)

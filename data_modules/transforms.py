@@ -76,9 +76,11 @@ def segmentation_train_transform(
     std: Sequence[float],
     scale: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
+    ignore_index: int = IGNORE_INDEX,
 ) -> A.Compose:
-    """LSeg's ADE20K recipe: long side drawn from [scale] x base_size, pad to ``crop`` (image 0, mask 255 =
-    ignore, never a real class), random ``crop`` square, flip."""
+    """LSeg's ADE20K recipe: long side drawn from [scale] x base_size, pad to ``crop`` (image 0, mask
+    ``ignore_index``, never a real class: the benchmark's own, 65535 for the 16-bit ones), random ``crop``
+    square, flip."""
     sizes = list(range(round(scale[0] * base_size), round(scale[1] * base_size) + 1))
     steps: list = [
         A.LongestMaxSize(max_size=sizes),
@@ -88,7 +90,7 @@ def segmentation_train_transform(
             position="top_left",
             border_mode=cv2.BORDER_CONSTANT,
             fill=0,
-            fill_mask=IGNORE_INDEX,
+            fill_mask=ignore_index,
         ),
         A.RandomCrop(height=crop, width=crop),
     ]
@@ -125,3 +127,13 @@ def sample_seed(generator: torch.Generator | None = None) -> int:
 def seeded(transform: A.Compose, generator: torch.Generator | None = None, **targets: np.ndarray) -> dict:
     transform.set_random_seed(sample_seed(generator))
     return transform(**targets)
+
+
+def uint8_transform():
+    """The 8-bit image as a [3, H, W] uint8 tensor, the mask untouched: protocols that resize before
+    normalising (OpenCV on 8 bits, as MMSegmentation) normalise inside the inference code."""
+
+    def to_tensor(image: np.ndarray, mask: np.ndarray) -> dict:
+        return {"image": torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1), "mask": mask}
+
+    return to_tensor

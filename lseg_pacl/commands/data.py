@@ -1,5 +1,5 @@
-"""``lseg-pacl data synth|classes|check``: write the synthetic world, list a dataset's classes, check a
-dataset's files (data_modules/)."""
+"""``lseg-pacl data synth|classes|check|prepare``: write the synthetic world, list a dataset's classes,
+check a dataset's files, write a benchmark's files from its original release (data_modules/)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from lseg_pacl.commands.options import key_values
-from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 
 
 def _data_synth(options: list[str]) -> dict:
@@ -68,4 +68,40 @@ def _data_check(options: list[str]) -> dict:
         raise MissingInputError(str(exc)) from None
 
 
-DATA_ACTIONS = {"synth": _data_synth, "classes": _data_classes, "check": _data_check}
+def _data_prepare(options: list[str]) -> dict:
+    """``prepare NAME key=value ...`` (or ``dataset=NAME``): the converter's JSON summary."""
+    from data_modules.prepare import PREPARERS, InputError
+
+    words = list(options)
+    name = words.pop(0) if words and "=" not in words[0] else None
+    usage = " | ".join(f"lseg-pacl data prepare {p.usage}" for p in PREPARERS.values())
+    if name is None and any(w.startswith("dataset=") for w in words):
+        name = next(w for w in words if w.startswith("dataset=")).removeprefix("dataset=")
+        words = [w for w in words if not w.startswith("dataset=")]
+    if name not in PREPARERS:
+        raise ConfigError(
+            f"data prepare needs a dataset name, one of: {', '.join(PREPARERS)}"
+            + (f" (got '{name}')" if name else "") + f"; usage: {usage}"
+        )
+    prep = PREPARERS[name]
+    opts = key_values(words, prep.options)
+    absent = [k for k in prep.required if k not in opts]
+    if absent:
+        raise ConfigError(f"data prepare {name} needs {', '.join(f'{k}=DIR' for k in absent)}: "
+                          f"lseg-pacl data prepare {prep.usage}")
+    try:
+        return prep.run(**opts)
+    except FileNotFoundError as exc:
+        raise MissingInputError(str(exc)) from None
+    except InputError as exc:
+        raise BadDataError(str(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+DATA_ACTIONS = {
+    "synth": _data_synth,
+    "classes": _data_classes,
+    "check": _data_check,
+    "prepare": _data_prepare,
+}

@@ -195,23 +195,24 @@ class Diagnostics:
         scored: list[int],
         short_side: int,
         patch: int,
+        ignore_index: int = 255,
     ) -> None:
         x = resize_short_side(image, short_side)
         m = torch.nn.functional.interpolate(mask[:, None].float(), size=tuple(x.shape[-2:]), mode="nearest")
         h, w = (x.shape[-2] // patch) * patch, (x.shape[-1] // patch) * patch  # whole patches only
         x, m = x[..., :h, :w], m[:, 0, :h, :w].long()
-        to_scored = torch.full((256,), 255, dtype=torch.long)
+        to_scored = torch.full((ignore_index + 1,), ignore_index, dtype=torch.long)
         to_scored[torch.tensor(scored)] = torch.arange(len(scored))
         picked: dict[tuple[int, int], torch.Tensor] = {}  # per grid: the same patches for every view
         for name, (fn, grid_of) in self.views.items():
             grid = grid_of(h, w)
-            labels = to_scored[patch_majority_labels(m, grid).cpu()]
+            labels = to_scored[patch_majority_labels(m, grid, ignore_index).cpu()]
             if grid not in picked:
-                keep = (labels[0] != 255).nonzero().flatten()
+                keep = (labels[0] != ignore_index).nonzero().flatten()
                 picked[grid] = keep[torch.randperm(len(keep), generator=self.generator)[:PATCHES_PER_IMAGE]]
             dense = fn(x).float().cpu()
             if "patch_accuracy" in self.analysis:
-                ok, n = patch_accuracy(dense, classes.cpu(), labels)
+                ok, n = patch_accuracy(dense, classes.cpu(), labels, ignore_index)
                 self.correct[name] += ok
                 self.counted[name] += n
             if "coherence" in self.analysis:

@@ -1,10 +1,11 @@
 """The segmentation metric every score in this project comes from (training validation, ``eval``, ``score``).
 
 A confusion matrix summed over the whole dataset, [C, C + 1]: rows are ground-truth classes, columns predicted
-classes plus one "no prediction" column (prediction 255). IoU_c = TP / (TP + FP + FN); mIoU is the mean over
-the classes whose union is non-zero (MMSegmentation's convention); aAcc = correct pixels / labelled pixels.
-Pixels whose ground truth is the ignore index do not count. A torchmetrics ``Metric``, so it sums across DDP
-ranks.
+classes plus one "no prediction" column (a prediction equal to the ignore index). IoU_c = TP / (TP + FP + FN);
+mIoU is the mean over the classes whose union is non-zero (MMSegmentation's convention); aAcc = correct
+pixels / labelled pixels. Pixels whose ground truth is the ignore index do not count. The ignore index is the
+benchmark's: 255, or 65535 for ade847 and pc459, where 255 is a real class. A torchmetrics ``Metric``, so it
+sums across DDP ranks.
 """
 
 from __future__ import annotations
@@ -23,13 +24,19 @@ class SegmentationScore(Metric):
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(
+                f"ignore index {ignore_index} is one of the {num_classes} class ids: pass the benchmark's "
+                f"own ignore_index (65535 for the 16-bit benchmarks)"
+            )
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.add_state(
             "confusion", torch.zeros(num_classes, num_classes + 1, dtype=torch.long), dist_reduce_fx="sum"
         )
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        """``prediction`` and ``target`` of the same shape; predictions in [0, C) or 255 (no prediction)."""
+        """``prediction`` and ``target`` of the same shape; predictions in [0, C) or the ignore index (no
+        prediction)."""
         if prediction.shape != target.shape:
             raise ValueError(
                 f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape"
@@ -41,10 +48,10 @@ class SegmentationScore(Metric):
             raise ValueError(
                 f"target ids {int(t.min())}..{int(t.max())} outside 0..{c - 1} (and {self.ignore_index})"
             )
-        none = p == IGNORE_INDEX
+        none = p == self.ignore_index
         if ((p < 0) | (p >= c))[~none].any():
             bad = torch.unique(p[~none & ((p < 0) | (p >= c))])[:8].tolist()
-            raise ValueError(f"predicted ids {bad} outside 0..{c - 1} (255 = no prediction)")
+            raise ValueError(f"predicted ids {bad} outside 0..{c - 1} ({self.ignore_index} = no prediction)")
         p = torch.where(none, torch.full_like(p, c), p)
         self.confusion += torch.bincount(t * (c + 1) + p, minlength=c * (c + 1)).reshape(c, c + 1)
 

@@ -55,32 +55,34 @@ def palette(num_classes: int) -> np.ndarray:
     return colours
 
 
-def colourise(mask: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """[H, W] class ids (255 = ignore) -> [H, W, 3] uint8, ignore drawn black."""
+def colourise(mask: np.ndarray, colours: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """[H, W] class ids (``ignore_index``: 255, or 65535 for the 16-bit benchmarks) -> [H, W, 3] uint8, ignore
+    drawn black."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
     colours = np.asarray(colours, dtype=np.uint8)
-    ignore = mask == IGNORE_INDEX
+    ignore = mask == ignore_index
     ids = np.where(ignore, 0, mask).astype(np.int64)
     bad = (ids < 0) | (ids >= len(colours))
     if bad.any():
         raise ValueError(
             f"mask holds ids {sorted(np.unique(mask[bad]).tolist())[:10]} outside the palette of "
-            f"{len(colours)} colours (and not the ignore index {IGNORE_INDEX})"
+            f"{len(colours)} colours (and not the ignore index {ignore_index})"
         )
     out = colours[ids] if len(colours) else np.zeros((*mask.shape, 3), dtype=np.uint8)
     out[ignore] = 0
     return out
 
 
-def legend_ids(target: np.ndarray, prediction: np.ndarray) -> list[int]:
-    """The class ids present in target or prediction (never 255), most pixels first (ties: smaller id first).
+def legend_ids(target: np.ndarray, prediction: np.ndarray, ignore_index: int = IGNORE_INDEX) -> list[int]:
+    """The class ids present in target or prediction (never the ignore index), most pixels first (ties:
+    smaller id first).
 
     ``panel`` lists the first ``MAX_LEGEND`` of them, so a truncated legend keeps the classes that cover most.
     """
     ids = np.concatenate([np.asarray(target).ravel(), np.asarray(prediction).ravel()]).astype(np.int64)
-    ids = ids[ids != IGNORE_INDEX]
+    ids = ids[ids != ignore_index]
     if ids.size == 0:
         return []
     present, counts = np.unique(ids, return_counts=True)
@@ -115,7 +117,12 @@ def _check_inputs(image: np.ndarray, target: np.ndarray, prediction: np.ndarray)
 
 
 def panel(
-    image: np.ndarray, target: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], title: str = ""
+    image: np.ndarray,
+    target: np.ndarray,
+    prediction: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "",
+    ignore_index: int = IGNORE_INDEX,
 ) -> Image.Image:
     """One picture: image | ground truth | prediction with column captions, a legend of the classes present in
     target or prediction below (at most ``MAX_LEGEND``, then "+N more"; "ignore" when 255 occurs) and an
@@ -123,11 +130,11 @@ def panel(
     image = _check_inputs(image, target, prediction)
     target, prediction = np.asarray(target), np.asarray(prediction)
     colours = palette(len(class_names))
-    columns = [image, colourise(target, colours), colourise(prediction, colours)]
-    ignore = bool((target == IGNORE_INDEX).any() or (prediction == IGNORE_INDEX).any())
+    columns = [image, *(colourise(m, colours, ignore_index) for m in (target, prediction))]
+    ignore = bool((target == ignore_index).any() or (prediction == ignore_index).any())
     return compose(
         list(zip(CAPTIONS, columns, strict=True)),
-        legend_ids(target, prediction),
+        legend_ids(target, prediction, ignore_index),
         class_names,
         colours,
         title,
@@ -250,11 +257,12 @@ def save_panel(
     prediction: np.ndarray,
     class_names: Sequence[str],
     title: str = "",
+    ignore_index: int = IGNORE_INDEX,
 ) -> Path:
     """Writes ``panel(...)`` as a PNG at ``path`` (parents created) and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    panel(image, target, prediction, class_names, title).save(path, format="PNG")
+    panel(image, target, prediction, class_names, title, ignore_index).save(path, format="PNG")
     return path
 
 

@@ -1,7 +1,8 @@
 """``lseg-pacl score``: another program's predictions, scored with this project's metric against a benchmark.
 
 Predictions are label PNGs named like the ground truth (``<stem>.png``), holding the benchmark's contiguous
-class ids (255 = no prediction). A missing, unreadable, wrongly sized or out-of-range prediction is listed
+class ids, the benchmark's ignore index meaning "no prediction" (255; 65535 for ade847 and pc459, whose
+predictions need 16-bit PNGs). A missing, unreadable, wrongly sized or out-of-range prediction is listed
 under ``problems`` and counts as "no prediction" for its whole image: never a skip that would flatter the
 score.
 """
@@ -13,7 +14,6 @@ from pathlib import Path
 import torch
 
 from data_modules.bad_samples import BadSample
-from data_modules.benchmarks import IGNORE_INDEX
 from data_modules.images import read_label_png
 from data_modules.segmentation import SegmentationSet
 from lseg_pacl.evaluation.metrics import SegmentationScore, report
@@ -24,8 +24,8 @@ def score_folder(dataset: str, root: str | Path, pred_dir: str | Path, split: st
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
     data = SegmentationSet(dataset, root, split, transform=None)
-    c = len(data.class_names)
-    metric = SegmentationScore(c)
+    c, none = len(data.class_names), data.ignore_index
+    metric = SegmentationScore(c, ignore_index=none)
     problems: list[dict] = []
     scored = 0
     for index, pair in enumerate(data.pairs):
@@ -46,11 +46,11 @@ def score_folder(dataset: str, root: str | Path, pred_dir: str | Path, split: st
                 problem = "bad_prediction"
         if pred is not None and pred.shape != target.shape:
             problem, pred = "prediction_size_mismatch", None
-        if pred is not None and ((pred >= c) & (pred != IGNORE_INDEX) | (pred < 0)).any():
+        if pred is not None and ((pred >= c) & (pred != none) | (pred < 0)).any():
             problem, pred = "prediction_out_of_range", None
         if problem:
             problems.append({"file": str(file), "reason": problem})
-        metric.update(pred if pred is not None else torch.full_like(target, IGNORE_INDEX), target)
+        metric.update(pred if pred is not None else torch.full_like(target, none), target)
         scored += 1
     return {
         **report(metric.compute(), data.class_names),

@@ -1,10 +1,20 @@
 """``data check``: every sample read as training would; counts, label histogram after mapping, problems."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
-from support.layouts import make_ade, make_coco_captions, make_shards, truncate, write_label_png
+from support.layouts import (
+    make_ade,
+    make_ade847,
+    make_coco_captions,
+    make_pc459,
+    make_shards,
+    truncate,
+    write_label_png,
+)
 
 from data_modules.check import check_dataset
 
@@ -61,3 +71,16 @@ def test_caption_checks(tmp_path):
     report = check_dataset("shards", str(tmp_path / "shards"))
     assert (report["shards"], report["images"], report["pairs_ok"]) == (3, 12, 11)
     assert report["problems"] == [{"file": f"{shards[1]}:000000005", "reason": "caption_not_utf8"}]
+
+
+@pytest.mark.parametrize(("name", "make", "top"), [("ade847", make_ade847, 846), ("pc459", make_pc459, 458)])
+def test_sixteen_bit_histogram_keeps_class_255_apart_from_the_ignore(tmp_path, name, make, top):
+    make(tmp_path, n=2, ids=[0, 255, top, 65535])
+    report = check_dataset(name, str(tmp_path))
+    assert report["pairs_ok"] == 2 and report["problems"] == [] and report["ignore_index"] == 65535
+    hist = report["label_hist"]
+    assert set(hist) == {"0", "255", str(top), "65535"} and sum(hist.values()) == 2 * 24 * 32
+    masks = sorted(Path(report["root"]).rglob("*.tif"))
+    assert hist["255"] == sum(int((np.asarray(Image.open(m)) == 255).sum()) for m in masks)
+    assert hist["65535"] == sum(int((np.asarray(Image.open(m)) == 65535).sum()) for m in masks)
+    assert check_dataset("ade20k", str(make_ade(tmp_path, n=1, ids=[0, 1])))["ignore_index"] == 255

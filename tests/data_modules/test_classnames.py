@@ -95,3 +95,32 @@ def test_coco_things_match_detection_category_ids():
     ]
     for coco_id, name in checks:
         assert by_raw[coco_id - 1] == name
+
+
+@pytest.mark.parametrize(("names", "count"), [(cn.COCO_OBJECT, 81), (cn.CITYSCAPES, 19), (cn.ADE847, 847),
+                                              (cn.PC459, 459)])
+def test_new_lists_count_and_uniqueness(names, count):
+    assert isinstance(names, tuple) and len(names) == len(set(names)) == count
+    assert all(isinstance(n, str) and n for n in names)
+
+
+def test_coco_object_is_background_and_the_lineage_spelling_of_the_80_things():
+    # SCLIP custom_datasets.py COCOObjectDataset / configs/cls_coco_object.txt (mmseg spelling)
+    assert cn.COCO_OBJECT[0] == "background" and cn.COCO_OBJECT[1:4] == ("person", "bicycle", "car")
+    assert [cn.COCO_OBJECT.index(n) for n in ("motorcycle", "bed", "tv", "hair drier", "toothbrush")] == [
+        4, 60, 63, 79, 80]
+
+
+def test_cityscapes_in_train_id_order():
+    assert cn.CITYSCAPES[:3] == ("road", "sidewalk", "building")
+    assert cn.CITYSCAPES[6:8] == ("traffic light", "traffic sign") and cn.CITYSCAPES[-1] == "bicycle"
+    assert sorted(cn.CITYSCAPES_TRAIN_IDS.values()) == list(range(19))
+
+
+def test_large_vocabularies_keep_catsegs_strings():
+    # CAT-Seg datasets/ade847.json: one prompt per class, commas inside; pc459.json: concatenated forms
+    assert cn.ADE847[:2] == ("wall", "building, edifice")
+    assert cn.ADE847[11] == "person, individual, someone, somebody, mortal, soul"
+    assert cn.ADE847[-1] == "adding machine, totalizer, totaliser"
+    assert cn.PC459[:3] == ("accordion", "aeroplane", "airconditioner") and cn.PC459[-1] == "wool"
+    assert cn.PC459.index("unknown") == 430 and "tvmonitor" in cn.PC459

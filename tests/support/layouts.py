@@ -1,6 +1,7 @@
 """Builders that write small test datasets in the real on-disk layouts of the standard benchmarks.
 
-Everything is real files (JPEG, PNG, tar) written with stdlib + numpy + PIL, deterministic given ``seed``.
+Everything is real files (JPEG, PNG, TIFF, tar, MATLAB .mat, pickle) written with stdlib + numpy + PIL (and
+scipy.io for .mat), deterministic given ``seed``.
 Sizes are (H, W). Segmentation ids are NOT range-checked, so tests can write invalid values on purpose.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -304,3 +306,167 @@ def truncate(path: str | Path, keep: float = 0.5) -> None:
     path = Path(path)
     data = path.read_bytes()
     path.write_bytes(data[: max(0, min(int(len(data) * keep), len(data) - 1))])
+
+
+# --- COCO-Object, Cityscapes, and the 16-bit TIFF benchmarks (ADE20K-847, Pascal Context-459) ---------------
+
+# cvt_coco_object.py (SCLIP b56bd30 L18-197): the 80 thing values of the raw stuffthingmaps (COCO id - 1) in
+# COCO order; they become 1..80, every other value of the table (stuff 91..181) and 255 become 0.
+COCO_THINGS_RAW = tuple(k for k in range(90) if k not in COCO_STUFF_UNUSED)
+# cityscapesScripts helpers/labels.py:62-98: labelId -> trainId of the 19 evaluated classes (others -> 255)
+CITYSCAPES_TRAIN_ID = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
+                       25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+def coco_object_train_ids(raw: np.ndarray) -> np.ndarray:
+    """cvt_coco_object.py's ``_instanceTrainIds`` of raw stuffthingmaps ids (things 1..80, all else 0)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[list(COCO_THINGS_RAW)] = np.arange(1, 81, dtype=np.uint8)
+    return lut[np.asarray(raw, dtype=np.uint8)]
+
+
+def make_coco_object(root: str | Path, split: str = "val2017", n: int = 4, size: Size = (24, 32),
+                     ids: Sequence[int] | None = None, seed: int = 0) -> Path:
+    """COCO-Stuff 164k raw maps (``make_coco_stuff``) plus the converted ``<stem>_instanceTrainIds.png``."""
+    base = make_coco_stuff(root, split, n, size, (0, 1, 89, 91, 181, 255) if ids is None else ids, seed)
+    ann_dir = base / "annotations" / split
+    for raw_file in sorted(ann_dir.glob("*.png")):
+        if "TrainIds" not in raw_file.name:
+            raw = np.asarray(Image.open(raw_file))
+            write_label_png(ann_dir / f"{raw_file.stem}_instanceTrainIds.png", coco_object_train_ids(raw))
+    return base
+
+
+def cityscapes_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    lut = np.full(256, 255, dtype=np.uint8)
+    for label_id, train_id in CITYSCAPES_TRAIN_ID.items():
+        lut[label_id] = train_id
+    return lut[np.asarray(label_ids, dtype=np.uint8)]
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(path, "PNG")
+
+
+def make_cityscapes(root: str | Path, split: str = "val", cities: Sequence[str] = ("frankfurt", "lindau"),
+                    per_city: int = 2, size: Size = (16, 32), ids: Sequence[int] | None = None, seed: int = 0,
+                    train_ids: bool = True, label_ids: bool = True) -> Path:
+    """Cityscapes: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` (RGB PNG) and, in
+    ``gtFine/<split>/<city>/``, ``<stem>_gtFine_labelIds.png`` (``ids`` are labelIds 0..33) and/or
+    ``<stem>_gtFine_labelTrainIds.png`` (their trainIds by the official table)."""
+    base = Path(root) / "cityscapes"
+    ids = (0, 7, 8, 24, 26, 33) if ids is None else ids
+    i = 0
+    for city in cities:
+        for j in range(per_city):
+            stem = f"{city}_{j:06d}_000019"
+            image = base / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
+            write_png(image, _rgb(size, _image_rng(seed, i)))
+            mask = label_grid(size, ids, seed=_mask_seed(seed, i))
+            gt = base / "gtFine" / split / city
+            if label_ids:
+                write_label_png(gt / f"{stem}_gtFine_labelIds.png", mask)
+            if train_ids:
+                write_label_png(gt / f"{stem}_gtFine_labelTrainIds.png", cityscapes_train_ids(mask))
+            i += 1
+    return base
+
+
+def write_label_tiff(path: str | Path, ids: np.ndarray) -> None:
+    """An H x W id mask as a uint16 TIFF (PIL mode "I;16"), as CAT-Seg's prepare scripts write them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.size == 0 or ids.min() < 0 or ids.max() > 65535:
+        raise ValueError("mask must be 2-D with values in 0..65535")
+    Image.fromarray(ids.astype(np.uint16)).save(path, "TIFF")
+
+
+def make_ade847(root: str | Path, split: str = "validation", n: int = 3, size: Size = (24, 32),
+                ids: Sequence[int] | None = None, seed: int = 0) -> Path:
+    """ADE20K-847 (CAT-Seg): ``ADE20K_2021_17_01/images_detectron2/<split>/ADE_val_*.jpg`` and
+    ``annotations_detectron2/<split>/ADE_val_*.tif`` (uint16, 65535 = ignore)."""
+    base = Path(root) / "ADE20K_2021_17_01"
+    ids = (0, 255, 846, 65535) if ids is None else ids
+    for i in range(n):
+        stem = f"ADE_val_{i + 1:08d}"
+        write_jpeg(base / "images_detectron2" / split / f"{stem}.jpg", _rgb(size, _image_rng(seed, i)))
+        write_label_tiff(base / "annotations_detectron2" / split / f"{stem}.tif",
+                         label_grid(size, ids, seed=_mask_seed(seed, i)))
+    return base
+
+
+def make_pc459(root: str | Path, split: str = "val", n: int = 3, size: Size = (24, 32),
+               ids: Sequence[int] | None = None, seed: int = 0) -> Path:
+    """Pascal Context-459 (CAT-Seg): ``VOCdevkit/VOC2010/JPEGImages/<id>.jpg`` and
+    ``annotations_detectron2/pc459_<split>/<id>.tif`` (uint16, 65535 = ignore)."""
+    base = Path(root) / "VOCdevkit" / "VOC2010"
+    ids = (0, 255, 458, 65535) if ids is None else ids
+    for i in range(n):
+        name = f"2008_{2 + i:06d}"
+        write_jpeg(base / "JPEGImages" / f"{name}.jpg", _rgb(size, _image_rng(seed, i)))
+        write_label_tiff(base / "annotations_detectron2" / f"pc459_{split}" / f"{name}.tif",
+                         label_grid(size, ids, seed=_mask_seed(seed, i)))
+    return base
+
+
+def ade_seg_rgb(classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An ADE20K ``*_seg.png`` array for object class ids: R / 10 * 256 + G is the class (R's last decimal
+    digit and B, the instance, are noise here)."""
+    classes = np.asarray(classes, dtype=np.int64)
+    if classes.min() < 0 or classes.max() > 25 * 256 + 255:
+        raise ValueError("ADE class ids must be in 0..6655 to fit R / 10 * 256 + G")
+    r = (classes // 256) * 10 + rng.integers(0, 10, classes.shape)
+    g = classes % 256
+    b = rng.integers(0, 256, classes.shape)
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+
+
+def make_ade20k_full_release(root: str | Path, samples: Sequence[tuple[str, Size, Sequence[int]]],
+                             seed: int = 0, protocol: int = 4, index: dict | None = None) -> Path:
+    """The original ADE20K_2021_17_01 release, small: per (file name, size, ADE object ids) an image and its
+    ``_seg.png`` under ``images/ADE/<validation|training>/<scene>/``, and ``index_ade20k.pkl``, a pickled dict
+    whose ``folder`` (relative to the folder holding the release) and ``filename`` lists name them, with numpy
+    arrays beside them as in the real index. ``index`` replaces the pickled object."""
+    base = Path(root) / "ADE20K_2021_17_01"
+    folders, names = [], []
+    for i, (name, size, classes) in enumerate(samples):
+        split = "validation" if name.split("_")[1] == "val" else "training"
+        folder = f"ADE20K_2021_17_01/images/ADE/{split}/scene_{i % 2}"
+        rng = np.random.default_rng([seed, i, 3])
+        write_jpeg(Path(root) / folder / name, _rgb(size, _image_rng(seed, i)))
+        seg = ade_seg_rgb(label_grid(size, classes, seed=_mask_seed(seed, i)), rng)
+        write_png(Path(root) / folder / name.replace(".jpg", "_seg.png"), seg)
+        folders.append(folder)
+        names.append(name)
+    if index is None:
+        index = {
+            "filename": names,
+            "folder": folders,
+            "objectnames": np.array(["wall", "building, edifice"], dtype=object),
+            "objectPresence": np.zeros((2, len(names)), dtype=np.uint16),
+            "scene": [f"scene_{i % 2}" for i in range(len(names))],
+            "description": {"filename": "file name", "folder": "folder of the file"},
+        }
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "index_ade20k.pkl", "wb") as f:
+        pickle.dump(index, f, protocol=protocol)
+    return base
+
+
+def make_pascal_context_mats(root: str | Path, ids: Sequence[str], size: Size = (24, 32),
+                             labels: Sequence[int] | None = None, seed: int = 0) -> Path:
+    """Pascal Context's release for ``prepare pc459``: ``VOCdevkit/VOC2010/JPEGImages/<id>.jpg`` and
+    ``trainval/<id>.mat`` holding ``LabelMap`` (uint16, 0 = unlabeled, 1..459), written with scipy.io."""
+    import scipy.io
+
+    base = Path(root) / "VOCdevkit" / "VOC2010"
+    labels = (0, 1, 256, 459) if labels is None else labels
+    (base / "trainval").mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(ids):
+        write_jpeg(base / "JPEGImages" / f"{name}.jpg", _rgb(size, _image_rng(seed, i)))
+        label_map = label_grid(size, labels, seed=_mask_seed(seed, i)).astype(np.uint16)
+        scipy.io.savemat(base / "trainval" / f"{name}.mat", {"LabelMap": label_map})
+    return base

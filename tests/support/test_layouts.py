@@ -8,14 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 from PIL import Image
 from support.layouts import (
     add_tar_member,
+    ade_seg_rgb,
+    coco_object_train_ids,
     label_grid,
     make_ade,
+    make_ade20k_full_release,
+    make_ade847,
+    make_cityscapes,
     make_coco_captions,
+    make_coco_object,
     make_coco_stuff,
     make_context,
+    make_pascal_context_mats,
+    make_pc459,
     make_shards,
     make_voc,
     truncate,
@@ -217,3 +226,34 @@ def test_add_tar_member_and_truncate(tmp_path):
     except tarfile.ReadError:
         pass
     assert len(read) < 12
+
+
+def test_new_layout_builders(tmp_path):
+    city = make_cityscapes(tmp_path, per_city=1, ids=[0, 7, 26])
+    gt = sorted((city / "gtFine" / "val").rglob("*.png"))
+    assert [p.name for p in gt] == ["frankfurt_000000_000019_gtFine_labelIds.png",
+                                    "frankfurt_000000_000019_gtFine_labelTrainIds.png",
+                                    "lindau_000000_000019_gtFine_labelIds.png",
+                                    "lindau_000000_000019_gtFine_labelTrainIds.png"]
+    assert _ids(gt[0]) == {0, 7, 26} and _ids(gt[1]) == {255, 0, 13}
+    assert Image.open(next((city / "leftImg8bit").rglob("*.png"))).mode == "RGB"
+
+    coco = make_coco_object(tmp_path, n=1, ids=[0, 89, 91, 255])
+    assert _ids(next((coco / "annotations" / "val2017").glob("*_instanceTrainIds.png"))) == {1, 80, 0}
+    assert coco_object_train_ids(np.array([[0, 1, 12, 90, 91, 255]])).tolist() == [[1, 2, 12, 0, 0, 0]]
+
+    for make in (make_ade847, make_pc459):
+        base = make(tmp_path, n=1, ids=[0, 300, 65535])
+        tif = next(base.rglob("*.tif"))
+        with Image.open(tif) as img:
+            assert img.mode == "I;16" and set(np.unique(np.asarray(img)).tolist()) == {0, 300, 65535}
+
+    rng = np.random.default_rng(0)
+    seg = ade_seg_rgb(np.array([[2978, 3148], [5, 0]]), rng)
+    assert ((seg[..., 0] // 10).astype(int) * 256 + seg[..., 1]).tolist() == [[2978, 3148], [5, 0]]
+    release = make_ade20k_full_release(tmp_path, [("ADE_val_00000001.jpg", (8, 12), (2978,))])
+    assert next(release.rglob("ADE_val_00000001_seg.png")).is_file()
+
+    voc = make_pascal_context_mats(tmp_path / "pc", ["2008_000002"], labels=(0, 459))
+    label_map = scipy.io.loadmat(voc / "trainval" / "2008_000002.mat")["LabelMap"]
+    assert label_map.dtype == np.uint16 and set(np.unique(label_map).tolist()) == {0, 459}

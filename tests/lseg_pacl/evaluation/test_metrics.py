@@ -53,3 +53,47 @@ def test_bad_ids_are_errors_not_silent():
         metric.update(torch.tensor([[0]]), torch.tensor([[4]]))
     with pytest.raises(ValueError, match="shape"):
         metric.update(torch.zeros(2, 2), torch.zeros(2, 3))
+
+
+def test_a_65535_benchmark_counts_class_255_and_ignores_65535():
+    """ADE20K-847 / Pascal Context-459: 255 is a class; 65535 is both the ignored target and "no
+    prediction"."""
+    rng = np.random.default_rng(3)
+    c = 300
+    preds, targets = [], []
+    for _ in range(4):
+        t = rng.choice([0, 1, 254, 255, 256, 299], (20, 30))
+        t[rng.random(t.shape) < 0.2] = 65535
+        p = np.where(rng.random(t.shape) < 0.6, t, rng.choice([0, 255, 256], t.shape))
+        p[t == 65535] = rng.choice([0, 255], int((t == 65535).sum()))  # predictions on ignored pixels
+        p[rng.random(t.shape) < 0.05] = 65535  # no prediction: a miss
+        preds.append(p)
+        targets.append(t)
+    metric = SegmentationScore(c, ignore_index=65535)
+    for p, t in zip(preds, targets, strict=True):
+        metric.update(torch.from_numpy(p), torch.from_numpy(t))
+    out = report(metric.compute(), [f"c{k}" for k in range(c)])
+    inter, union = np.zeros(c), np.zeros(c)
+    for p, t in zip(preds, targets, strict=True):
+        valid = t != 65535
+        for k in range(c):
+            inter[k] += ((p == k) & (t == k) & valid).sum()
+            union[k] += (((p == k) | (t == k)) & valid).sum()
+    iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    assert out["mIoU"] == pytest.approx(np.nanmean(iou))
+    assert out["per_class"]["c255"] == pytest.approx(iou[255]) and 0 < out["per_class"]["c255"] < 1
+    total = sum((t != 65535).sum() for t in targets)
+    assert metric.confusion.sum() == total  # every labelled pixel, class 255's included
+
+
+def test_the_ignore_index_may_not_be_a_class():
+    with pytest.raises(ValueError, match="ignore index 255 is one of the 847 class ids"):
+        SegmentationScore(847)
+    metric = SegmentationScore(847, ignore_index=65535)
+    with pytest.raises(ValueError, match=r"predicted ids \[847\].*65535 = no prediction"):
+        metric.update(torch.tensor([[847]]), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match="target ids"):
+        metric.update(torch.tensor([[0]]), torch.tensor([[847]]))
+    small = SegmentationScore(3)  # a 255-benchmark: 255 stays the ignore index and "no prediction"
+    small.update(torch.tensor([[255, 0]]), torch.tensor([[0, 255]]))
+    assert small.confusion.tolist() == [[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]

@@ -187,3 +187,13 @@ def test_wandb_accepts_the_masks():
     target[0, 0] = 255
     logged = wandb.Image(image, masks=wandb_masks(target, prediction, NAMES))
     assert set(logged._masks) == {"ground_truth", "prediction"}
+
+
+def test_sixteen_bit_benchmarks_draw_65535_black_and_class_255_in_colour():
+    colours = palette(847)
+    mask = np.array([[255, 65535], [846, 0]], dtype=np.uint16)
+    out = colourise(mask, colours, ignore_index=65535)
+    assert (out[0, 1] == 0).all() and (out[0, 0] == colours[255]).all() and (out[1, 0] == colours[846]).all()
+    assert legend_ids(mask, mask, ignore_index=65535) == [0, 255, 846]
+    with pytest.raises(ValueError, match="outside the palette"):
+        colourise(mask, colours)  # 65535 is no class and, with the 8-bit ignore index, not ignored
