@@ -26,9 +26,9 @@ def images_per_second(
 ) -> float:
     classes = clip.class_embeddings(names, ("a photo of a {}.",)).to(images.device)
 
-    def logits(x: torch.Tensor) -> torch.Tensor:
+    def logits(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         grid = clip.grid(*x.shape[-2:])
-        return zero_shot_logits(clip.dense_features(x), grid, classes, tuple(x.shape[-2:]))
+        return zero_shot_logits(clip.dense_features(x), grid, classes, size)
 
     with torch.no_grad():
         return images.shape[0] / seconds(lambda: infer(logits, images, protocol).argmax(1), repeats=repeats)

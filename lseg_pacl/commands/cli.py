@@ -39,7 +39,9 @@ def _eval_shortcuts(words: list[str]) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from lseg_pacl.commands.evaluate import evaluate
 
-    evaluate(args.experiment, _eval_shortcuts(args.overrides))
+    words = [args.experiment, *args.overrides]
+    experiment = None if "=" in words[0] else words.pop(0)  # eval models=[...] needs no experiment
+    evaluate(experiment, _eval_shortcuts(words))
     return 0
 
 
@@ -103,6 +105,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from lseg_pacl.commands.table import table_command
+
+    return table_command(args.options)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lseg_pacl.bench import SUITES, run_bench
 
@@ -117,7 +125,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    print(json.dumps(DATA_ACTIONS[args.action](args.options), indent=2 if args.action == "check" else None))
+    print(json.dumps(DATA_ACTIONS[args.action](args.options), indent=2 if args.action in ("check", "prepare")
+                     else None))
     return 0
 
 
@@ -146,7 +155,9 @@ def parser() -> argparse.ArgumentParser:
         "eval",
         cmd_eval,
         "zero-shot evaluation: lseg-pacl eval EXP [ckpt=PATH] [benchmarks=[ade20k,...]] "
-        "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...]",
+        "[preset=paper|unified] "
+        "[mode=slide save_predictions=true analysis=[patch_accuracy,coherence] ...] | "
+        "lseg-pacl eval models=[EXP,...] [benchmarks=[...]] [preset=...]",
         "experiment",
         "overrides",
     )
@@ -155,7 +166,10 @@ def parser() -> argparse.ArgumentParser:
         "data",
         cmd_data,
         "datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
-        "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=]",
+        "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=] | "
+        "prepare coco_object root=DIR [split=val2017] | "
+        "prepare ade847 src=ADE20K_2021_17_01 [root=DIR] [split=validation] | "
+        "prepare pc459 src=VOCdevkit/VOC2010 [root=DIR]",
         "action",
         "options",
         choices={"action": list(DATA_ACTIONS)},
@@ -182,6 +196,14 @@ def parser() -> argparse.ArgumentParser:
         "score",
         cmd_score,
         "score predicted label PNGs: lseg-pacl score dataset=NAME root=DIR pred_dir=DIR [split=]",
+        "options",
+    )
+    _command(
+        sub,
+        "table",
+        cmd_table,
+        "method x benchmark table of eval results: lseg-pacl table runs=PATH[,PATH...] [out=DIR] "
+        "[compare=A,B] [format=md|csv|latex] [wandb=offline|online|disabled]",
         "options",
     )
     _command(

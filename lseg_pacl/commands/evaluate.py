@@ -1,17 +1,22 @@
 """``lseg-pacl eval``: zero-shot segmentation of a checkpoint (loaded from the checkpoint alone) or of a
-training-free model on any set of benchmarks, with the configured protocol (eval.*). Writes
-<run dir>/eval/results.{json,md,csv}, optional predictions, panels and diagnostics (evaluation/).
+training-free model on any set of benchmarks, with the configured protocol (eval.*, optionally a preset).
+``models=[A,B,...]`` evaluates several experiments (or checkpoints) in one process: training-free rows of one
+CLIP under one image protocol share CLIP's first blocks (evaluation/evaluator.py). Each model writes
+<its eval dir>/results.{json,md,csv}, optional predictions, panels and diagnostics (evaluation/).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
-from lseg_pacl.config.loading import load_config, to_plain
+from lseg_pacl.config.loading import load_config, parse_overrides, to_plain
 from lseg_pacl.errors import ConfigError
-from lseg_pacl.evaluation.evaluator import evaluate_benchmark
+from lseg_pacl.evaluation.evaluator import Member, evaluate_members, protocol_key
 from lseg_pacl.evaluation.report import to_wandb, write_reports
 from lseg_pacl.evaluation.settings import device_for
 from lseg_pacl.objectives import build_objective, load_objective
@@ -39,26 +44,95 @@ def model_to_evaluate(cfg: DictConfig, overrides: list[str]) -> ZeroShotObjectiv
     return load_objective(cfg.eval.ckpt, last_block=cfg.model.clip.last_block if variant else None)
 
 
-def evaluate(experiment: str, overrides: list[str]) -> dict:
-    cfg = load_config(experiment, overrides)
-    if cfg.stages:
-        raise ConfigError(
-            f"'{experiment}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
-            f"with ckpt=<that stage's checkpoint>"
-        )
-    ensure_synthetic(cfg)
-    roots = check_benchmarks(cfg, list(cfg.eval.benchmarks) or None)
-    device = device_for(cfg)
-    module = model_to_evaluate(cfg, overrides).to(device).eval()
-    out = eval_dir(cfg.eval.ckpt, cfg)
-    images: list = []
-    results = {
-        name: evaluate_benchmark(cfg, module, name, root, out, device, images) for name, root in roots.items()
-    }
-    merged = write_reports(out, results, title=f"{experiment}: zero-shot segmentation")
-    to_wandb(cfg.logger.wandb, out, results, images, name=f"eval/{experiment}")
-    for name, r in results.items():
-        miou = "n/a" if r["mIoU"] is None else f"{100 * r['mIoU']:.2f}"
-        print(f"{name:<14} mIoU {miou}  aAcc {100 * (r['aAcc'] or 0):.2f}  images {r['images']}")
-    print(f"written: {out / 'results.json'} (and results.md, results.csv)")
-    return merged
+def shares_clip(cfg: DictConfig) -> tuple | None:
+    """Training-free CLIP rows with equal weights and geometry can share one built CLIP (None: cannot)."""
+    if cfg.eval.ckpt or cfg.model.objective != "clip":
+        return None
+    c = cfg.model.clip
+    return c.name, c.pretrained, c.image_size, c.pos_embed
+
+
+@dataclass
+class _Model:
+    name: str
+    cfg: DictConfig
+    member: Member
+    roots: dict[str, Path]
+
+
+def model_configs(experiment: str | None, overrides: list[str]) -> list[tuple[str, DictConfig]]:
+    """(label, config) per model: eval.models' entries (experiments, or checkpoints evaluated under
+    ``experiment``'s protocol), else the experiment alone."""
+    listed = [o for o in overrides if o.startswith("eval.models=")]
+    rest = [o for o in overrides if o not in listed]
+    models = list(OmegaConf.select(parse_overrides(listed[-1:]), "eval.models") or []) if listed else []
+    if not models:
+        if experiment is None:
+            raise ConfigError("eval needs an experiment (lseg-pacl eval EXP ...) or models=[EXP,...]")
+        return [(experiment, load_config(experiment, overrides))]
+    out = []
+    for entry in map(str, models):
+        if entry.endswith(".ckpt"):
+            if experiment is None:
+                raise ConfigError(f"models: {entry} is a checkpoint: name the experiment whose protocol "
+                                  f"it is evaluated with (lseg-pacl eval EXP models=[...])")
+            out.append((Path(entry).stem, load_config(experiment, [*rest, f"eval.ckpt={entry}"])))
+        else:
+            out.append((entry, load_config(entry, rest)))
+    return out
+
+
+def _build(models: list[tuple[str, DictConfig]], overrides: list[str], device: torch.device) -> list[_Model]:
+    built: dict[tuple, ZeroShotObjective] = {}
+    out = []
+    for label, cfg in models:
+        if cfg.stages:
+            raise ConfigError(
+                f"'{label}' is a pipeline; evaluate one of its stages ({', '.join(cfg.stages)}) "
+                f"with ckpt=<that stage's checkpoint>"
+            )
+        ensure_synthetic(cfg)
+        roots = check_benchmarks(cfg, list(cfg.eval.benchmarks) or None)
+        key = shares_clip(cfg)
+        if key is not None and key in built:
+            module = built[key]
+        else:
+            module = model_to_evaluate(cfg, overrides).to(device).eval()
+            if key is not None:
+                built[key] = module
+        block = cfg.model.clip.last_block if key is not None else None
+        out.append(_Model(label, cfg, Member(cfg, module, eval_dir(cfg.eval.ckpt, cfg), block), roots))
+    return out
+
+
+def evaluate(experiment: str | None, overrides: list[str]) -> dict:
+    configs = model_configs(experiment, overrides)
+    device = device_for(configs[0][1])
+    models = _build(configs, overrides, device)
+    results: dict[str, dict] = defaultdict(dict)
+    for name in dict.fromkeys(n for m in models for n in m.roots):
+        groups: dict[tuple, list[_Model]] = defaultdict(list)
+        for m in (m for m in models if name in m.roots):
+            module = m.member.module
+            together = m.member.last_block is not None
+            key = (id(module), m.roots[name], protocol_key(m.cfg, name, module.patch_size, device)) \
+                if together else (id(m),)
+            groups[key].append(m)
+        for group in groups.values():
+            scored = evaluate_members([m.member for m in group], name, group[0].roots[name], device)
+            for m, r in zip(group, scored, strict=True):
+                results[m.name][name] = r
+    merged = {}
+    for m in models:
+        out = m.member.out
+        merged[m.name] = write_reports(out, results[m.name], title=f"{m.name}: zero-shot segmentation")
+        to_wandb(m.cfg.logger.wandb, out, results[m.name], m.member.wandb_images, name=f"eval/{m.name}")
+        for name, r in results[m.name].items():
+            miou = "n/a" if r["mIoU"] is None else f"{100 * r['mIoU']:.2f}"
+            print(f"{m.name:<18} {name:<14} mIoU {miou}  aAcc {100 * (r['aAcc'] or 0):.2f}  "
+                  f"images {r['images']}  protocol {r['protocol_hash']}")
+        print(f"written: {out / 'results.json'} (and results.md, results.csv)")
+    if len(models) > 1:
+        dirs = ",".join(str(m.member.out) for m in models)
+        print(f"the table of these results: lseg-pacl table runs={dirs}")
+    return merged if len(models) > 1 else merged[models[0].name]

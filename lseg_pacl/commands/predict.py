@@ -26,7 +26,7 @@ from lseg_pacl.config.loading import available_experiments, load_config, saved_w
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.evaluation.inference import infer, resize_short_side
 from lseg_pacl.evaluation.pictures import overlay, palette
-from lseg_pacl.evaluation.settings import autocast_for, device_for, protocol_for
+from lseg_pacl.evaluation.settings import autocast_for, device_for, precision_for, protocol_for
 from lseg_pacl.models.prompts import templates
 from lseg_pacl.objectives import build_objective, load_objective
 
@@ -129,7 +129,8 @@ def predict(
     module, cfg = load_model(ckpt, list(overrides or []))
     device = device_for(cfg)
     module = module.to(device).eval()
-    proto = protocol_for(cfg, module.patch_size)
+    proto = protocol_for(cfg.eval, module.patch_size, cfg.data.val.image_size)
+    precision = precision_for(cfg, cfg.eval, device)
     text = module.clip.class_embeddings(names, templates(cfg.eval.templates)).to(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     mean = torch.tensor(module.input_mean).view(1, 3, 1, 1)
@@ -154,9 +155,11 @@ def predict(
                 {"file": str(file), "reason": f"not a readable image ({exc.detail or exc.reason})"}
             )
             continue
-        x = ((torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255 - mean) / std).to(device)
-        with torch.no_grad(), autocast_for(cfg, device):
-            label_map = infer(lambda im: module.logits(im, text, tuple(im.shape[-2:])), x, proto).argmax(1)[0]
+        raw = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].to(device)
+        x = ((raw.float().cpu() / 255 - mean) / std).to(device)
+        with torch.no_grad(), autocast_for(precision, device):
+            fn = lambda im, size: module.logits(im, text, size)  # noqa: E731
+            label_map = infer(fn, raw, proto, (module.input_mean, module.input_std)).argmax(1)[0]
             if embeddings:
                 _write_embeddings(module, x, proto.short_side, targets[3])
         ids = label_map.cpu().numpy().astype(np.uint8)

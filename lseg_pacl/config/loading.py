@@ -35,6 +35,7 @@ def schema() -> DictConfig:
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_struct(cfg.data.val.roots, False)  # keyed by benchmark name (checked in validate)
     OmegaConf.set_struct(cfg.eval.class_names, False)
+    OmegaConf.set_struct(cfg.eval.per_benchmark, False)  # keyed by benchmark name (checked in validate)
     return cfg
 
 
@@ -160,12 +161,60 @@ def _finish(cfg: DictConfig) -> DictConfig:
 # ----------------------------------------------------------------------------------------------- configs
 
 
+def presets_dir() -> Path:
+    return experiments_dir() / "presets"
+
+
+def method_of(cfg: DictConfig) -> str:
+    """The method a preset is chosen for: a training-free row's last block (plain CLIP: clip), else the
+    objective."""
+    m = cfg.model
+    if m.objective == "clip":
+        return "clip" if m.clip.last_block == "plain" else m.clip.last_block
+    return str(m.objective)
+
+
+def preset_file(preset: str, method: str) -> Path:
+    """experiments/presets/<preset>/<method>.yaml (a method's own), else experiments/presets/<preset>.yaml
+    (one for every method)."""
+    for path in (presets_dir() / preset / f"{method}.yaml", presets_dir() / f"{preset}.yaml"):
+        if path.is_file():
+            return path
+    known = sorted({p.stem for p in presets_dir().glob("*.yaml")}
+                   | {p.name for p in presets_dir().glob("*/")})
+    own = sorted(p.stem for p in (presets_dir() / preset).glob("*.yaml"))
+    raise ConfigError(
+        f"no '{preset}' preset for {method} in {presets_dir()}"
+        + (f" (that preset covers: {', '.join(own)})" if own else f"; presets: {', '.join(known)}")
+    )
+
+
+def preset_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """A preset file after the presets it names as ``base`` (in its own folder), e.g. a method whose paper row
+    is another method's harness; ``base`` itself is not carried over."""
+    if path in seen:
+        raise ConfigError(f"preset base cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    node = _read_yaml(path)
+    out: list[tuple[Path, DictConfig]] = []
+    for base in _bases(node, path):
+        out += preset_layers(path.parent / f"{base}.yaml", (*seen, path))
+    node.pop("base", None)
+    return [*out, (path, node)]
+
+
 def load_config(experiment: str, overrides: list[str] | None = None) -> DictConfig:
-    """Schema <- base experiments <- the experiment <- overrides, merged once; validated and read-only."""
+    """Schema <- base experiments <- the experiment <- eval.preset's file <- overrides, merged once; validated
+    and read-only. The preset (named in the experiment or on the command line) is chosen for the method the
+    merged config describes."""
     cfg = schema()
     for path, node in layers(experiment):
         cfg = _merge(cfg, node, str(path))
-    cfg = _merge(cfg, parse_overrides(overrides or []), "command line")
+    command = parse_overrides(overrides or [])
+    preset = _merge(cfg, command, "command line")
+    if preset.eval.preset:
+        for path, node in preset_layers(preset_file(preset.eval.preset, method_of(preset))):
+            cfg = _merge(cfg, node, str(path))
+    cfg = _merge(cfg, command, "command line")
     cfg.run.experiment = experiment
     return _finish(cfg)
 
@@ -202,6 +251,14 @@ def with_fields(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
         OmegaConf.update(out, key, value, merge=False)
     OmegaConf.set_readonly(out, True)
     return out
+
+
+def eval_for(ev: DictConfig, benchmark: str) -> DictConfig:
+    """The eval.* section as it applies to one benchmark: eval.per_benchmark.<benchmark> over the rest."""
+    own = ev.per_benchmark.get(benchmark) if ev.per_benchmark else None
+    if not own:
+        return ev
+    return _merge(ev, own, f"eval.per_benchmark.{benchmark}")
 
 
 def to_plain(cfg: DictConfig) -> dict:

@@ -24,6 +24,9 @@ class ClipConfig:
     # The last vision block for dense (per-patch) features: plain (CLIP) or a training-free variant
     # (models/last_block.py). Pooled embeddings always use plain.
     last_block: str = "plain"
+    # Position embeddings on other grids: resize (bilinear to size) | lineage (the SCLIP lineage's bicubic
+    # with scale factor (g+0.1)/g; models/positions.py)
+    pos_embed: str = "resize"
 
 
 @dataclass
@@ -186,6 +189,19 @@ class EvalConfig:
     background: str = "text"  # text | threshold | entropy: for benchmarks with a background class
     bg_threshold: float = 0.1
     bg_entropy: float = 1.5
+    # The lineage's official protocols (docs/evaluation.md#official-protocols)
+    names: str = "default"  # class names: default (the benchmark's list) | sclip | clearclip (shipped files)
+    remainder: str = "pad"  # sides not divisible by the patch: pad (zero-pad, cut) | drop (stretch patches)
+    resize_backend: str = "torch"  # torch (bilinear, normalised float) | cv2 (OpenCV on 8 bits, as mmseg)
+    bg_area: float | None = None  # background softmax: SCLIP's area threshold (None: off)
+    pamr_iterations: int = 0  # PAMR refinement of the logits (0: off; NACLIP's paper protocol: 10)
+    pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
+    precision: str | None = None  # fp32 | fp16 | bf16 (fp16: CUDA only, else fp32); None: trainer.precision
+    # benchmark -> eval.* keys that differ on it (a preset's per-dataset values)
+    per_benchmark: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None  # paper | unified: experiments/presets/ merged before the command line
+    method: str | None = None  # the row label in results and tables (None: the experiment's name)
+    models: list[str] = field(default_factory=list)  # several experiments (or checkpoints) in one process
     max_images: int | None = None  # per benchmark (None: all)
     save_predictions: bool = False  # eval/predictions/<benchmark>/<stem>.png, the format `score` reads
     pictures: int = 4  # image | ground truth | prediction panels per benchmark (eval/pictures/)

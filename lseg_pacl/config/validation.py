@@ -18,8 +18,10 @@ from lseg_pacl.errors import ConfigError
 def choices() -> dict[str, tuple[str, ...]]:
     """Each key that names a registered thing -> the registered names (imported here, late: the registries
     live with the code they name, which itself reads configs)."""
-    from lseg_pacl.evaluation.inference import MODES, RESIZE_SIDES
+    from data_modules.name_sets import NAME_SETS
+    from lseg_pacl.evaluation.inference import MODES, REMAINDERS, RESIZE_BACKENDS, RESIZE_SIDES
     from lseg_pacl.evaluation.labels import BACKGROUND_RULES
+    from lseg_pacl.evaluation.settings import PRECISIONS
     from lseg_pacl.models.last_block import VARIANTS
     from lseg_pacl.models.prompts import TEMPLATE_SETS
     from lseg_pacl.models.spatial_reg import ACTIVATIONS, KINDS
@@ -41,6 +43,10 @@ def choices() -> dict[str, tuple[str, ...]]:
         "eval.mode": tuple(MODES),
         "eval.resize": tuple(RESIZE_SIDES),
         "eval.background": tuple(BACKGROUND_RULES),
+        "eval.names": tuple(NAME_SETS),
+        "eval.remainder": REMAINDERS,
+        "eval.resize_backend": RESIZE_BACKENDS,
+        "eval.precision": PRECISIONS,
         "logger.wandb.mode": tuple(WANDB_MODES),
     }
 
@@ -48,7 +54,13 @@ def choices() -> dict[str, tuple[str, ...]]:
 # Keys every command needs set (not None), unless the experiment is a pipeline of others.
 REQUIRED = ("model.objective", "model.clip.name")
 # Unset keys allowed: None means "not given" for these.
-OPTIONAL_CHOICES = ("data.train.format",)
+OPTIONAL_CHOICES = ("data.train.format", "eval.precision")
+# The eval.* keys a benchmark may set for itself (eval.per_benchmark.<name>): those of the protocol.
+PER_BENCHMARK_KEYS = (
+    "templates", "names", "mode", "short_side", "resize", "crop", "stride", "scales", "flip", "logit_scale",
+    "background", "bg_threshold", "bg_entropy", "bg_area", "remainder", "resize_backend", "pamr_iterations",
+    "pamr_dilations", "precision",
+)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -104,25 +116,44 @@ def _resolvable(cfg: DictConfig) -> None:
 
 
 def _validate_eval(ev: DictConfig) -> None:
+    from lseg_pacl.config.loading import eval_for
     from lseg_pacl.evaluation.diagnostics import ANALYSES
 
     unknown = sorted(set(ev.analysis) - set(ANALYSES))
     if unknown:
         raise ConfigError(f"eval.analysis: unknown {unknown}; known: {', '.join(ANALYSES)}")
+    _known_benchmarks(*ev.benchmarks, *ev.class_names, *ev.per_benchmark)
+    _protocol_values(ev, "eval")
+    for name, values in ev.per_benchmark.items():
+        extra = sorted(set(values or {}) - set(PER_BENCHMARK_KEYS))
+        if extra:
+            raise ConfigError(f"eval.per_benchmark.{name}: {extra} cannot differ per benchmark; these can: "
+                              f"{', '.join(PER_BENCHMARK_KEYS)}")
+        _protocol_values(eval_for(ev, name), f"eval.per_benchmark.{name}")
+
+
+def _protocol_values(ev: DictConfig, where: str) -> None:
     if not ev.scales or any(x <= 0 for x in ev.scales) or not 0 < ev.stride <= ev.crop:
-        raise ConfigError("eval.scales must be positive and eval.stride within 1..eval.crop")
+        raise ConfigError(f"{where}: scales must be positive and stride within 1..crop")
     for key, ok in (
         ("short_side", ev.short_side is None or ev.short_side > 0),
         ("max_images", ev.max_images is None or ev.max_images > 0),
         ("coherence_pairs", ev.coherence_pairs >= 2),
         ("bg_threshold", 0 <= ev.bg_threshold <= 1),
         ("bg_entropy", ev.bg_entropy > 0),
+        ("bg_area", ev.bg_area is None or 0 <= ev.bg_area < 1),
         ("logit_scale", ev.logit_scale > 0),
         ("pictures", ev.pictures >= 0),
+        ("pamr_iterations", ev.pamr_iterations >= 0),
+        ("pamr_dilations", len(ev.pamr_dilations) > 0 and all(d > 0 for d in ev.pamr_dilations)),
     ):
         if not ok:
-            raise ConfigError(f"eval.{key}={ev[key]} is out of range")
-    _known_benchmarks(*ev.benchmarks, *ev.class_names)
+            raise ConfigError(f"{where}.{key}={ev[key]} is out of range")
+    for key, allowed in choices().items():
+        if key.startswith("eval.") and key.count(".") == 1:
+            value = ev[key[5:]]
+            if not (value is None and key in OPTIONAL_CHOICES) and value not in allowed:
+                raise ConfigError(f"{where}.{key[5:]} is {value!r}; allowed: {', '.join(allowed)}")
 
 
 def _known_benchmarks(*names: str) -> None:

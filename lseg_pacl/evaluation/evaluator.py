@@ -1,8 +1,16 @@
-"""Evaluating a model on one benchmark under the eval.* protocol, at each image's original label resolution:
-the metric, the skipped images, and (as asked) predictions, panels and PACL's diagnostics."""
+"""Evaluating models on one benchmark under their eval.* protocols, at each image's original label resolution:
+the metric, the skipped images, the protocol fingerprint and (as asked) predictions, panels and PACL's
+diagnostics.
+
+Several models can be evaluated in one pass over the data (``Member`` each). Members that are training-free
+rows of one CLIP under one image protocol are evaluated together: each window runs CLIP's blocks 1..L-1 once
+and only the last block per member, and every member gets exactly the logits it would get alone (tests).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +21,45 @@ from torch.utils.data import DataLoader
 
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
-from data_modules.transforms import normalize_transform
+from data_modules.transforms import normalize_transform, uint8_transform
+from lseg_pacl.config.loading import eval_for
 from lseg_pacl.errors import BadDataError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import Diagnostics
-from lseg_pacl.evaluation.inference import infer
+from lseg_pacl.evaluation.inference import Protocol, infer
+from lseg_pacl.evaluation.labels import LabelSet
 from lseg_pacl.evaluation.metrics import SegmentationScore, report
 from lseg_pacl.evaluation.pictures import save_panel, wandb_masks
-from lseg_pacl.evaluation.settings import autocast_for, label_set_for, protocol_for, settings_record
+from lseg_pacl.evaluation.settings import (
+    autocast_for,
+    fingerprint,
+    label_set_for,
+    names_for,
+    precision_for,
+    protocol_for,
+    settings_record,
+)
 from lseg_pacl.models.prompts import templates
 from lseg_pacl.objectives.base import ZeroShotObjective
+from lseg_pacl.objectives.zeroshot import zero_shot_logits
+
+
+@dataclass
+class Member:
+    """One model to score: its experiment's config, the built module, where its outputs go, and (training-free
+    rows sharing a CLIP) the last block it runs on the group's module."""
+
+    cfg: DictConfig
+    module: ZeroShotObjective
+    out: Path
+    last_block: str | None = None  # None: the module's own logits
+    wandb_images: list = field(default_factory=list)
+
+
+def protocol_key(cfg: DictConfig, name: str, patch: int, device: torch.device) -> tuple:
+    """What must agree for members to share images and windows on a benchmark."""
+    e = eval_for(cfg.eval, name)
+    proto = protocol_for(e, patch, cfg.data.val.image_size)
+    return proto, precision_for(cfg, e, device), cfg.data.val.split, e.max_images
 
 
 def denormalised(image: torch.Tensor, module: ZeroShotObjective) -> np.ndarray:
@@ -31,10 +69,16 @@ def denormalised(image: torch.Tensor, module: ZeroShotObjective) -> np.ndarray:
     return (image[0].float().cpu() * std + mean).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
 
 
-def _diagnostics(cfg: DictConfig, module: ZeroShotObjective) -> Diagnostics | None:
+def _diagnostics(cfg: DictConfig, module: ZeroShotObjective, block: str | None) -> Diagnostics | None:
+    """PACL's diagnostics of the member's own dense features (a shared CLIP's: through the member's last
+    block)."""
     if not cfg.eval.analysis:
         return None
-    views = {"model": (module.dense_embeddings, module.dense_grid)}
+    def own(x: torch.Tensor) -> torch.Tensor:
+        return module.clip.dense_features_many(x, [block])[0]
+
+    dense = module.dense_embeddings if block is None else own
+    views = {"model": (dense, module.dense_grid)}
     if hasattr(module, "embedder"):  # PACL: show the frozen CLIP's own features beside the trained ones
         views["clip"] = (module.clip.dense_features, module.clip.grid)
     return Diagnostics(views, list(cfg.eval.analysis), cfg.eval.coherence_pairs)
@@ -48,71 +92,151 @@ def _count(skips: SkipCounter, batch: dict | None = None) -> None:
         raise BadDataError(str(exc)) from None
 
 
+@dataclass
+class _Scored:
+    """A member's state on one benchmark."""
+
+    member: Member
+    e: DictConfig
+    labels: LabelSet
+    text: torch.Tensor
+    channels: int
+    metric: SegmentationScore
+    record: dict
+    diagnostics: Diagnostics | None
+    first_names: torch.Tensor | None
+    pictures: int = 0
+
+
+def _scored(member: Member, name: str, data: SegmentationSet, proto: Protocol, precision: str,
+            device: torch.device) -> _Scored:
+    cfg, module = member.cfg, member.module
+    e = eval_for(cfg.eval, name)
+    labels = label_set_for(e, name, data.class_names)
+    _, source = names_for(e, name, data.class_names)
+    text = module.clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
+    channels = len(labels.texts) if labels.per_text else len(labels.scored)
+    diagnostics = _diagnostics(cfg, module, member.last_block)
+    first_names = None
+    if diagnostics is not None:
+        first_names = module.clip.class_embeddings(
+            tuple(labels.classes[c][0] for c in labels.scored), templates(e.templates)
+        ).to(device)
+    pos_embed = module.cfg.model.clip.pos_embed
+    record = {
+        **settings_record(cfg, e, module.cfg, data.split),
+        **fingerprint(e, name, labels, proto, precision, data.split, pos_embed, source),
+    }
+    if member.last_block is not None:
+        record["model"] = f"clip: {module.cfg.model.clip.name}" + (
+            f" ({member.last_block})" if member.last_block != "plain" else "")
+    metric = SegmentationScore(len(data.class_names), ignore_index=data.ignore_index).to(device)
+    return _Scored(member, e, labels, text, channels, metric, record, diagnostics, first_names)
+
+
+def _logits_fn(states: Sequence[_Scored]):
+    """Every member's window logits, concatenated along channels: the shared trunk runs once per window for
+    a group; a lone member runs its own module."""
+    module = states[0].member.module
+    blocks = [s.member.last_block for s in states]
+
+    def fn(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if blocks[0] is None:
+            s = states[0]
+            return s.labels.window_logits(module.logits(x, s.text, size))
+        grid = module.clip.grid(x.shape[-2], x.shape[-1])
+        dense = module.clip.dense_features_many(x, blocks)
+        return torch.cat([s.labels.window_logits(zero_shot_logits(d, grid, s.text, size))
+                          for s, d in zip(states, dense, strict=True)], 1)
+
+    return fn
+
+
 def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, root: Path, out: Path,
                        device: torch.device, wandb_images: list) -> dict:
-    e = cfg.eval
+    """One model on one benchmark."""
+    member = Member(cfg, module, out, wandb_images=wandb_images)
+    return evaluate_members([member], name, root, device)[0]
+
+
+def evaluate_members(members: Sequence[Member], name: str, root: Path, device: torch.device) -> list[dict]:
+    """Several models on one benchmark in one pass; members with a ``last_block`` share the first member's
+    module (one CLIP) and must agree on the image protocol (``protocol_key``)."""
+    first = members[0]
+    module = first.module
+    proto, precision, split, max_images = protocol_key(first.cfg, name, module.patch_size, device)
+    if len(members) > 1 and any(
+        m.last_block is None or m.module is not module
+        or protocol_key(m.cfg, name, module.patch_size, device) != (proto, precision, split, max_images)
+        for m in members
+    ):
+        raise ValueError("members evaluated together must be training-free rows of one CLIP under one "
+                         "image protocol")
+    raw = proto.resize_backend == "cv2"
+    mean, std = module.input_mean, module.input_std
     try:
-        data = SegmentationSet(
-            name,
-            root,
-            cfg.data.val.split,
-            normalize_transform(module.input_mean, module.input_std),
-            e.max_images,
-        )
+        transform = uint8_transform() if raw else normalize_transform(mean, std)
+        data = SegmentationSet(name, root, split, transform, max_images)
     except FileNotFoundError as exc:
         raise MissingInputError(str(exc)) from None
-    labels = label_set_for(cfg, name, data.class_names)
-    proto = protocol_for(cfg, module.patch_size)
-    text = module.clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
-
-    def logits_fn(x: torch.Tensor) -> torch.Tensor:
-        return labels.class_logits(module.logits(x, text, tuple(x.shape[-2:])))
-
-    diagnostics = _diagnostics(cfg, module)
-    first_names = module.clip.class_embeddings(
-        tuple(labels.classes[c][0] for c in labels.scored), templates(e.templates)
-    ).to(device)
-    metric = SegmentationScore(len(data.class_names)).to(device)
-    skips = SkipCounter(cfg.data.max_bad_fraction, f"eval {name}")
-    loader = DataLoader(data, batch_size=1, num_workers=cfg.data.num_workers, collate_fn=collate_segmentation)
-    pictures = 0
-    with torch.no_grad(), autocast_for(cfg, device):
+    states = [_scored(m, name, data, proto, precision, device) for m in members]
+    fn = _logits_fn(states)
+    skips = SkipCounter(first.cfg.data.max_bad_fraction, f"eval {name}")
+    loader = DataLoader(data, batch_size=1, num_workers=first.cfg.data.num_workers,
+                        collate_fn=collate_segmentation)
+    with torch.no_grad(), autocast_for(precision, device):
         for index, batch in enumerate(loader):
             _count(skips, batch)
             if "image" not in batch:
                 continue
             image, mask = batch["image"].to(device), batch["mask"].to(device)
-            pred = labels.predict(infer(logits_fn, image, proto))
-            metric.update(pred, mask)
-            stem = data.pairs[index].image.stem
-            if e.save_predictions:
-                target = out / "predictions" / name / f"{stem}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pred[0].to(torch.uint8).cpu().numpy(), mode="L").save(target)
-            if pictures < e.pictures:
-                pictures += 1
-                rgb = denormalised(image, module)
-                gt, pr = mask[0].cpu().numpy().astype(np.uint8), pred[0].cpu().numpy().astype(np.uint8)
-                save_panel(
-                    out / "pictures" / name / f"{stem}.png",
-                    rgb,
-                    gt,
-                    pr,
-                    data.class_names,
-                    title=f"{name} {stem}",
-                )
-                wandb_images.append((rgb, wandb_masks(gt, pr, data.class_names), f"{name}/{stem}"))
-            if diagnostics is not None:
-                diagnostics.update(
-                    image, mask, first_names, labels.scored, proto.short_side, module.patch_size
-                )
+            logits = infer(fn, image, proto, (mean, std) if raw else None)
+            start = 0
+            for s in states:
+                pred = s.labels.predict(logits[:, start : start + s.channels])
+                start += s.channels
+                s.metric.update(pred, mask)
+                _outputs(s, name, data, index, image, mask, pred, raw)
+                if s.diagnostics is not None:
+                    x = image if not raw else (image.float() / 255 - torch.tensor(mean, device=device).view(
+                        1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
+                    s.diagnostics.update(x, mask, s.first_names, s.labels.scored, proto.short_side,
+                                         module.patch_size, data.ignore_index)
     _count(skips)
-    result = {
-        **report(metric.compute(), data.class_names),
-        "images": len(data) - skips.skipped,
-        "skipped": skips.skipped,
-        "settings": settings_record(cfg, module.cfg, data.split),
-    }
-    if diagnostics is not None:
-        result["analysis"] = diagnostics.result()
-    return result
+    results = []
+    for s in states:
+        result = {
+            **report(s.metric.compute(), data.class_names),
+            "images": len(data) - skips.skipped,
+            "skipped": skips.skipped,
+            "settings": s.record,
+            "protocol": s.record.pop("protocol"),
+            "protocol_hash": s.record.pop("protocol_hash"),
+        }
+        if s.diagnostics is not None:
+            result["analysis"] = s.diagnostics.result()
+        results.append(result)
+    return results
+
+
+def _outputs(s: _Scored, name: str, data: SegmentationSet, index: int, image: torch.Tensor,
+             mask: torch.Tensor, pred: torch.Tensor, raw: bool) -> None:
+    """Saved predictions and panels, as the member's eval.* asks."""
+    e, out = s.e, s.member.out
+    stem = data.pairs[index].image.stem
+    if e.save_predictions:
+        target = out / "predictions" / name / f"{stem}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ids = pred[0].cpu().numpy()
+        if data.ignore_index > 255:  # 16-bit benchmarks: 16-bit label PNGs, as `score` reads them
+            Image.fromarray(ids.astype(np.uint16)).save(target)
+        else:
+            Image.fromarray(ids.astype(np.uint8), mode="L").save(target)
+    if s.pictures < e.pictures:
+        s.pictures += 1
+        rgb = image[0].permute(1, 2, 0).cpu().numpy() if raw else denormalised(image, s.member.module)
+        gt, pr = mask[0].cpu().numpy(), pred[0].cpu().numpy()
+        save_panel(out / "pictures" / name / f"{stem}.png", rgb, gt, pr, data.class_names,
+                   title=f"{name} {stem}", ignore_index=data.ignore_index)
+        if data.ignore_index == 255:  # W&B stores masks as 8-bit images: panels only for the 16-bit ones
+            s.member.wandb_images.append((rgb, wandb_masks(gt, pr, data.class_names), f"{name}/{stem}"))

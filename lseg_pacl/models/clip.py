@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lseg_pacl.errors import ConfigError
-from lseg_pacl.models.last_block import transformer_tokens
+from lseg_pacl.models.last_block import transformer_tokens_many
+from lseg_pacl.models.positions import POSITION_RULES
 from lseg_pacl.models.weights import clip_tag_config, load_clip_weights
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -126,9 +126,14 @@ class ClipBackbone(nn.Module):
         image_size: int | None = None,
         last_block: str = "plain",
         image_tower: bool = True,
+        pos_embed: str = "resize",
     ) -> None:
         super().__init__()
+        if pos_embed not in POSITION_RULES:
+            known = ", ".join(POSITION_RULES)
+            raise ConfigError(f"unknown model.clip.pos_embed '{pos_embed}'; known: {known}")
         geometry = clip_geometry(name)
+        self.pos_embed = pos_embed  # how position embeddings meet other grids (models/positions.py)
         self.name = name
         self.last_block = last_block  # the last block of dense features (models/last_block.py)
         self.model = create_clip(name, pretrained, image_tower)
@@ -144,15 +149,8 @@ class ClipBackbone(nn.Module):
 
     # ---- image side
     def _positional(self, grid: tuple[int, int]) -> torch.Tensor:
-        """Positional embeddings for a token grid, bilinearly resized when it differs from training."""
-        pos = self.model.visual.positional_embedding
-        cls_pos, patch_pos = pos[:1], pos[1:]
-        old = int(math.isqrt(patch_pos.shape[0]))
-        if (old, old) == tuple(grid):
-            return pos
-        patch_pos = patch_pos.reshape(1, old, old, -1).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=grid, mode="bilinear", align_corners=False)
-        return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
+        """Positional embeddings for a token grid, by this backbone's ``pos_embed`` rule."""
+        return POSITION_RULES[self.pos_embed](self.model.visual.positional_embedding, grid)
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         if height % self.patch_size or width % self.patch_size:
@@ -162,6 +160,10 @@ class ClipBackbone(nn.Module):
     def tokens(self, images: torch.Tensor, last_block: str = "plain") -> torch.Tensor:
         """The last layer's tokens after ln_post, [B, 1 + T, width] (CLS first); ``last_block`` picks CLIP's
         own last block or a training-free variant of it."""
+        return self.tokens_many(images, (last_block,))[0]
+
+    def tokens_many(self, images: torch.Tensor, last_blocks: Sequence[str]) -> list[torch.Tensor]:
+        """``tokens`` for several last blocks, sharing blocks 1..L-1 (computed once)."""
         visual = self.model.visual
         grid = self.grid(images.shape[-2], images.shape[-1])
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
@@ -169,8 +171,7 @@ class ClipBackbone(nn.Module):
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self._positional(grid).to(x.dtype)
         x = visual.ln_pre(x)
-        x = transformer_tokens(visual.transformer, x, last_block, grid)
-        return visual.ln_post(x)
+        return [visual.ln_post(t) for t in transformer_tokens_many(visual.transformer, x, last_blocks, grid)]
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The T patch tokens of the last layer after ln_post (CLS dropped), [B, T, width], with this
@@ -183,6 +184,10 @@ class ClipBackbone(nn.Module):
     def dense_features(self, images: torch.Tensor) -> torch.Tensor:
         """Every patch token in the joint space (ln_post then the projection), [B, T, D], not normalised."""
         return self.project(self.patch_tokens(images))
+
+    def dense_features_many(self, images: torch.Tensor, last_blocks: Sequence[str]) -> list[torch.Tensor]:
+        """``dense_features`` with each of several last blocks, the shared blocks computed once."""
+        return [self.project(t[:, 1:]) for t in self.tokens_many(images, last_blocks)]
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """The pooled (CLS) embedding in the joint space, [B, D], not normalised."""

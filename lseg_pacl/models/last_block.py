@@ -12,7 +12,8 @@ so the functions work for any open_clip ``ResidualAttentionBlock`` whatever its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,14 @@ def neighbourhood_prior(
     return F.pad(prior, (1, 0, 1, 0))  # CLS (index 0) has no position
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_prior(
+    grid: tuple[int, int], sigma: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The prior of a window size, built once (every window of a protocol has the same grid); read-only."""
+    return neighbourhood_prior(grid, sigma, device, dtype)
+
+
 def _weights(
     q: torch.Tensor, k: torch.Tensor, variant: str, grid: tuple[int, int], sigma: float
 ) -> torch.Tensor:
@@ -94,7 +103,7 @@ def _weights(
         return _softmax(q @ q.transpose(-2, -1) * scale)
     logits = k @ k.transpose(-2, -1) * scale
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return _softmax(logits + neighbourhood_prior(grid, sigma, k.device, logits.dtype))
+    return _softmax(logits + _cached_prior(tuple(grid), float(sigma), k.device, logits.dtype))
 
 
 def attention_weights(
@@ -188,7 +197,16 @@ def transformer_tokens(
     Follows ``Transformer.forward`` step for step (layout included), so "plain" equals ``transformer(x)``.
     Returns batch-first tokens.
     """
-    _check_variant(variant)
+    return transformer_tokens_many(transformer, x, (variant,), grid)[0]
+
+
+def transformer_tokens_many(
+    transformer: nn.Module, x: torch.Tensor, variants: Sequence[str], grid: tuple[int, int]
+) -> list[torch.Tensor]:
+    """``transformer_tokens`` for several last blocks at once: blocks 1..L-1 run once and each variant's last
+    block on their output, so every variant gets exactly the tokens it would get alone."""
+    for variant in variants:
+        _check_variant(variant)
     _check_tokens(x, grid)
     batch_first = getattr(transformer, "batch_first", True)
     blocks = list(transformer.resblocks)
@@ -196,9 +214,11 @@ def transformer_tokens(
         x = x.transpose(0, 1).contiguous()  # NLD -> LND, as Transformer.forward does
     for block in blocks[:-1]:
         x = block(x, attn_mask=None)
-    if variant == "plain":
-        x = blocks[-1](x, attn_mask=None)
-        return x if batch_first else x.transpose(0, 1)
-    if not batch_first:
-        x = x.transpose(0, 1)
-    return last_block(blocks[-1], x, variant, grid)
+    out = []
+    for variant in variants:
+        if variant == "plain":
+            y = blocks[-1](x, attn_mask=None)
+            out.append(y if batch_first else y.transpose(0, 1))
+        else:
+            out.append(last_block(blocks[-1], x if batch_first else x.transpose(0, 1), variant, grid))
+    return out

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from data_modules.bad_samples import batch_size_of
+from data_modules.benchmarks import benchmark
 from data_modules.ranks import distributed, rank
 from lseg_pacl.config.loading import from_plain
 from lseg_pacl.errors import TrainingDivergedError
@@ -54,10 +55,12 @@ class ZeroShotObjective(L.LightningModule):
             clip_cfg.image_size,
             clip_cfg.last_block,
             image_tower=self.uses_clip_image_tower,
+            pos_embed=clip_cfg.pos_embed,
         )
         self.templates = templates(self.cfg.eval.templates)
         self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
-        self.val_miou = nn.ModuleList(SegmentationScore(len(names)) for _, names in self.val_benchmarks)
+        self.val_miou = nn.ModuleList(SegmentationScore(len(names), ignore_index=benchmark(name).ignore_index)
+                                      for name, names in self.val_benchmarks)
         self.nonfinite = NonFiniteGuard(self.cfg.optim.max_nonfinite_steps)
 
     # ---- what an objective provides

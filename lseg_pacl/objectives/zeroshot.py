@@ -15,11 +15,8 @@ def zero_shot_logits(dense: torch.Tensor, grid: tuple[int, int], class_embedding
     b, t, _ = dense.shape
     if t != grid[0] * grid[1]:
         raise ValueError(f"{t} patch embeddings do not fill a {grid[0]}x{grid[1]} grid")
-    with torch.autocast(
-        device_type=dense.device.type, enabled=False
-    ):  # cosines in fp32 under mixed precision
-        cos = (
-            F.normalize(dense.float(), dim=-1) @ F.normalize(class_embeddings.float(), dim=-1).t()
-        )  # [B, T, C]
+    dtype = torch.promote_types(dense.dtype, torch.float32)  # fp32 under mixed precision; fp64 stays fp64
+    with torch.autocast(device_type=dense.device.type, enabled=False):
+        cos = F.normalize(dense.to(dtype), dim=-1) @ F.normalize(class_embeddings.to(dtype), dim=-1).t()
         cos = cos.transpose(1, 2).reshape(b, -1, grid[0], grid[1])
         return F.interpolate(cos, size=size, mode="bilinear", align_corners=False)

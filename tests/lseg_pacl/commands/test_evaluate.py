@@ -153,3 +153,27 @@ def test_synonym_files_are_given_in_short_form(eval_args, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(["sky"]))
     assert main(["eval", "demo_clip", *eval_args, f"class_names.synthetic={bad}"]) == 2
+
+
+@pytest.mark.slow
+def test_several_models_in_one_process_and_their_table(world, tiny_clip_file, tmp_path, capsys):
+    """``eval models=[...] preset=unified`` writes each row's results; ``table`` prints exactly those
+    numbers."""
+    rows = ["baseline_clip", "baseline_maskclip", "baseline_sclip", "baseline_clearclip", "baseline_naclip"]
+    args = ["eval", f"models=[{','.join(rows)}]", "preset=unified", "benchmarks=[synthetic]",
+            "model.clip.name=lseg-tiny-vit", f"model.clip.pretrained={tiny_clip_file}",
+            f"data.val.roots.synthetic={world}", "short_side=48", "crop=32", "stride=16", "max_images=3",
+            "pictures=0", "data.num_workers=0", "logger.wandb.mode=disabled", f"run.root={tmp_path / 'runs'}"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    results = {row: json.loads((eval_dir(tmp_path, row) / "results.json").read_text())["synthetic"]
+               for row in rows}
+    assert len({r["protocol_hash"] for r in results.values()}) == 1
+    labels = [r["settings"]["method"] for r in results.values()]
+    assert labels == ["CLIP", "MaskCLIP", "SCLIP", "ClearCLIP", "NACLIP"]
+    assert "lseg-pacl table runs=" in printed
+    assert main(["table", f"runs={tmp_path / 'runs'}", f"out={tmp_path / 'table'}", "wandb=disabled"]) == 0
+    with open(tmp_path / "table" / "table.csv", newline="", encoding="utf-8") as f:
+        table = {line["method"]: line for line in csv.DictReader(f)}
+    for r in results.values():
+        assert float(table[r["settings"]["method"]]["synthetic"]) == pytest.approx(100 * r["mIoU"], abs=0.005)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from support.official import postprocess
 
 from lseg_pacl.evaluation.labels import LabelSet, read_synonyms
 from lseg_pacl.models.prompts import templates
@@ -57,3 +58,40 @@ def test_prompt_sets():
     imagenet = templates("imagenet80")
     assert len(imagenet) == 80 == len(set(imagenet)) and all("{}" in t for t in imagenet)
     assert "itap of a {}." in imagenet
+
+
+# ------------------------------------------------------------------ the lineage's softmax rule
+
+
+@pytest.mark.parametrize("scale,thd,area", [(40, 0.0, None), (65, 0.1, 0.1), (50, 0.4, None), (65, 0.3, 0.2)])
+def test_softmax_rule_equals_the_official_postprocessing(scale, thd, area):
+    """SCLIP clip_segmentor.py:148-170 (tests/support/official.py): synonyms, area and probability
+    thresholds."""
+    classes = [["sky", "wall", "bed"], ["cat"], ["person", "person in shirt", "body"], ["dog"],
+               ["bed", "cot"]]
+    query_idx = [c for c, names in enumerate(classes) for _ in names]
+    g = torch.Generator().manual_seed(int(scale + 100 * thd))
+    text_logits = (torch.rand(2, len(query_idx), 13, 17, generator=g, dtype=torch.float64) - 0.5) * 0.3
+    labels = LabelSet.of(classes, background_index=0, rule="softmax", scale=scale, threshold=thd, area=area)
+    assert labels.texts == tuple(n for c in classes for n in c)
+    assert labels.window_logits(text_logits) is text_logits
+    pred = labels.predict(text_logits)
+    for b in range(2):
+        assert torch.equal(pred[b], postprocess(text_logits[b].clone(), query_idx, scale, thd, area))
+
+
+def test_softmax_rule_ties_go_to_the_lower_class_so_a_shared_name_never_wins():
+    """SCLIP's COCO-Object background line holds 'bed', class 60's only name: equal texts, equal scores, and
+    argmax takes the first."""
+    classes = [["sky", "bed"], ["cat"], ["bed"]]
+    logits = torch.randn(1, 4, 9, 11, dtype=torch.float64)
+    logits[:, 3] = logits[:, 1]  # the two 'bed' texts score alike, as identical prompts do
+    pred = LabelSet.of(classes, background_index=0, rule="softmax").predict(logits)
+    assert not (pred == 2).any() and (logits[:, 1] >= logits[:, [0, 2]].amax(1)).any()
+
+
+def test_softmax_rule_without_background_only_takes_the_argmax():
+    labels = LabelSet.of([["a"], ["b", "bb"], ["c"]], rule="softmax", threshold=0.9)
+    logits = torch.randn(1, 4, 5, 6)
+    expected = torch.stack([logits[:, 0], logits[:, 1:3].amax(1), logits[:, 3]], 1).argmax(1)
+    assert torch.equal(labels.predict(logits), expected)

@@ -1,0 +1,41 @@
+"""Class-name sets of the official training-free repositories, shipped as data (class_lists/names/<set>/).
+
+Each file is the repository's ``configs/cls_<dataset>.txt`` byte for byte, renamed after this project's
+benchmark: one line per class in the benchmark's order, synonyms on one line, and on VOC-21 / COCO-Object a
+first line that stands for background. ``default`` is no file: the benchmark's own MMSegmentation list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_modules.classnames import LISTS
+
+NAMES_DIR = LISTS / "names"
+
+
+@dataclass(frozen=True)
+class NameSet:
+    name: str
+    separator: str  # how the official code splits a line into synonyms
+    source: str  # repository@commit and folder the files come from
+
+
+NAME_SETS: dict[str, NameSet | None] = {
+    "default": None,
+    # SCLIP clip_segmentor.py:201-212 splits on ', '; NACLIP 0cac3a6 ships the same eight files (same bytes)
+    "sclip": NameSet("sclip", ", ", "wangf3014/SCLIP@b56bd30 configs/cls_*.txt (= sinahmr/NACLIP@0cac3a6)"),
+    # ClearCLIP clearclip_segmentor.py:281-292 splits on ','
+    "clearclip": NameSet("clearclip", ",", "mc-lan/ClearCLIP@ad68a40 configs/cls_*.txt"),
+}
+
+
+def name_file(set_name: str, benchmark: str) -> Path | None:
+    """The set's file for a benchmark; None for ``default`` or a benchmark the set has no file for."""
+    if set_name not in NAME_SETS:
+        raise ValueError(f"unknown class-name set '{set_name}'; known: {', '.join(NAME_SETS)}")
+    if NAME_SETS[set_name] is None:
+        return None
+    path = NAMES_DIR / set_name / f"{benchmark}.txt"
+    return path if path.is_file() else None
