@@ -19,6 +19,7 @@ from lseg_pacl.bench.evaluation import eval_suite
 from lseg_pacl.bench.feature_cache import feature_cache_suite
 from lseg_pacl.bench.gpu import gpu_suite
 from lseg_pacl.bench.pacl_loss import pacl_loss_suite
+from lseg_pacl.bench.rows import rows_suite
 from lseg_pacl.bench.text import text_suite
 
 SUITES: dict[str, Callable[..., dict[str, dict]]] = {  # suite(full, device) -> figures
@@ -27,6 +28,7 @@ SUITES: dict[str, Callable[..., dict[str, dict]]] = {  # suite(full, device) -> 
     "text": text_suite,
     "data": data_suite,
     "eval": eval_suite,
+    "rows": rows_suite,
     "gpu": gpu_suite,
 }
 

@@ -37,3 +37,16 @@ def test_eval_suite_measures_every_protocol_shape():
     figures = eval_suite(False, "cpu", vitb16=False)
     check(figures)
     assert {k.split("_")[1] for k in figures} == {"whole", "slide", "multiscale"}
+
+
+@pytest.mark.slow
+def test_rows_suite_measures_each_row_and_the_shared_trunk_beside_them():
+    from lseg_pacl.bench.rows import ROWS, rows_suite
+
+    figures = rows_suite(False, "cpu", vitb16=False)
+    check(figures)
+    assert all(f"rows.tiny_{label}_images_per_s" in figures for label in ROWS)
+    assert figures["rows.tiny_five_rows_over_one"]["value"] == pytest.approx(
+        figures["rows.tiny_CLIP_images_per_s"]["value"]
+        / figures["rows.tiny_five_rows_shared_images_per_s"]["value"]
+    )
