@@ -11,7 +11,7 @@ CKPT ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval predict docs-example sweep agent test test-fast bench lint synth clean
+.PHONY: help install train eval table predict docs-example sweep agent test test-fast bench lint synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ train: $(STAMP) ## train an experiment: make train EXP=pacl_vitb16 ARGS="optim.l
 
 eval: $(STAMP) ## zero-shot evaluation: make eval EXP=demo_pacl CKPT=runs/.../last.ckpt ARGS="..."
 	$(PY) -m lseg_pacl eval $(EXP) $(if $(CKPT),ckpt=$(CKPT)) $(ARGS)
+
+RUNS ?= runs
+
+table: $(STAMP) ## the method x benchmark table of eval results: make table [RUNS=runs/] [ARGS="compare=A,B out=DIR"]
+	$(PY) -m lseg_pacl table runs=$(RUNS) $(ARGS)
 
 SWEEP ?=
 ID ?=
