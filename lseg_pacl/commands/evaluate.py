@@ -70,8 +70,12 @@ def model_configs(experiment: str | None, overrides: list[str]) -> list[tuple[st
         if experiment is None:
             raise ConfigError("eval needs an experiment (lseg-pacl eval EXP ...) or models=[EXP,...]")
         return [(experiment, load_config(experiment, overrides))]
+    models = list(map(str, models))
+    twice = sorted({m for m in models if models.count(m) > 1})
+    if twice:
+        raise ConfigError(f"models: {', '.join(twice)} named twice")
     out = []
-    for entry in map(str, models):
+    for entry in models:
         if entry.endswith(".ckpt"):
             if experiment is None:
                 raise ConfigError(f"models: {entry} is a checkpoint: name the experiment whose protocol "

@@ -177,3 +177,12 @@ def test_several_models_in_one_process_and_their_table(world, tiny_clip_file, tm
         table = {line["method"]: line for line in csv.DictReader(f)}
     for r in results.values():
         assert float(table[r["settings"]["method"]]["synthetic"]) == pytest.approx(100 * r["mIoU"], abs=0.005)
+
+
+def test_models_named_twice_or_a_checkpoint_without_protocol_are_refused(capsys):
+    assert main(["eval", "models=[baseline_sclip,baseline_sclip]"]) == 2
+    assert "baseline_sclip named twice" in capsys.readouterr().err
+    assert main(["eval", "models=[runs/x/checkpoints/last.ckpt]"]) == 2
+    assert "name the experiment" in capsys.readouterr().err
+    assert main(["eval", "benchmarks=[voc20]"]) == 2
+    assert "models=[EXP,...]" in capsys.readouterr().err
