@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lseg_pacl.commands.data import DATA_ACTIONS
 from lseg_pacl.commands.options import key_values
-from lseg_pacl.errors import ConfigError, MissingInputError, UserError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError, UserError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -125,8 +125,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    print(json.dumps(DATA_ACTIONS[args.action](args.options), indent=2 if args.action in ("check", "prepare")
-                     else None))
+    result = DATA_ACTIONS[args.action](args.options)
+    print(json.dumps(result, indent=2 if args.action in ("check", "prepare") else None))
+    if args.action == "prepare" and result.get("conflicts"):  # files left alone the user must look at
+        print(f"error: {result['conflicts']} existing output(s) differ from what prepare would write and "
+              f"were left as they are (listed under conflict_files); move them away and run it again",
+              file=sys.stderr)
+        return BadDataError.exit_code
     return 0
 
 

@@ -38,6 +38,17 @@ def test_prepare_coco_object_then_check_it(tmp_path, capsys):
     assert report["pairs_ok"] == 3 and set(report["label_hist"]) == {"0", "1"}
 
 
+def test_prepare_never_overwrites_a_different_file_and_says_so(tmp_path, capsys):
+    make_coco_stuff(tmp_path, n=2, ids=[0, 91, 255])
+    mine = sorted((tmp_path / "coco_stuff164k" / "annotations" / "val2017").glob("*.png"))[0]
+    target = mine.with_name(mine.stem + "_instanceTrainIds.png")
+    target.write_bytes(b"the user's own file")
+    assert main(["data", "prepare", "coco_object", f"root={tmp_path}"]) == 4
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["conflicts"] == 1 and "left as they are" in captured.err
+    assert target.read_bytes() == b"the user's own file"
+
+
 def test_prepare_pc459_through_the_cli(tmp_path, capsys):
     make_pascal_context_mats(tmp_path / "src", val_ids()[:2])
     out = tmp_path / "data"
