@@ -16,7 +16,7 @@ from data_modules.benchmarks import BENCHMARKS
 from lseg_pacl.bench.measure import seconds
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.models.clip import ClipBackbone
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
+from lseg_pacl.models.zeroshot import zero_shot_logits
 
 SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 

@@ -9,7 +9,7 @@ import torch
 from lseg_pacl.bench.measure import seconds
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.models.clip import ClipBackbone
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
+from lseg_pacl.models.zeroshot import zero_shot_logits
 
 ROWS = {"CLIP": "plain", "MaskCLIP": "maskclip", "SCLIP": "sclip", "ClearCLIP": "clearclip",
         "NACLIP": "naclip"}

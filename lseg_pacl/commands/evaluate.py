@@ -104,8 +104,8 @@ def _build(models: list[tuple[str, DictConfig]], overrides: list[str], device: t
             module = model_to_evaluate(cfg, overrides).to(device).eval()
             if key is not None:
                 built[key] = module
-        block = cfg.model.clip.last_block if key is not None else None
-        out.append(_Model(label, cfg, Member(cfg, module, eval_dir(cfg.eval.ckpt, cfg), block), roots))
+        method = cfg.model.clip.last_block if key is not None else None
+        out.append(_Model(label, cfg, Member(cfg, module, eval_dir(cfg.eval.ckpt, cfg), method), roots))
     return out
 
 
@@ -118,7 +118,7 @@ def evaluate(experiment: str | None, overrides: list[str]) -> dict:
         groups: dict[tuple, list[_Model]] = defaultdict(list)
         for m in (m for m in models if name in m.roots):
             module = m.member.module
-            together = m.member.last_block is not None
+            together = m.member.method is not None
             key = (id(module), m.roots[name], protocol_key(m.cfg, name, module.patch_size, device)) \
                 if together else (id(m),)
             groups[key].append(m)

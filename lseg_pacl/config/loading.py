@@ -36,6 +36,7 @@ def schema() -> DictConfig:
     OmegaConf.set_struct(cfg.data.val.roots, False)  # keyed by benchmark name (checked in validate)
     OmegaConf.set_struct(cfg.eval.class_names, False)
     OmegaConf.set_struct(cfg.eval.per_benchmark, False)  # keyed by benchmark name (checked in validate)
+    OmegaConf.set_struct(cfg.eval.method_options, False)  # the method's own keys (checked in validate)
     return cfg
 
 

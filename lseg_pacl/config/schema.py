@@ -197,6 +197,8 @@ class EvalConfig:
     pamr_iterations: int = 0  # PAMR refinement of the logits (0: off; NACLIP's paper protocol: 10)
     pamr_dilations: list[int] = field(default_factory=lambda: [8, 16])
     precision: str | None = None  # fp32 | fp16 | bf16 (fp16: CUDA only, else fp32); None: trainer.precision
+    # the training-free method's hyper-parameters (lseg_pacl/methods/<name>.py defaults), e.g. ResCLIP's tau_r
+    method_options: dict[str, Any] = field(default_factory=dict)
     # benchmark -> eval.* keys that differ on it (a preset's per-dataset values)
     per_benchmark: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None  # paper | unified: experiments/presets/ merged before the command line

@@ -22,7 +22,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     from lseg_pacl.evaluation.inference import MODES, REMAINDERS, RESIZE_BACKENDS, RESIZE_SIDES
     from lseg_pacl.evaluation.labels import BACKGROUND_RULES
     from lseg_pacl.evaluation.settings import PRECISIONS
-    from lseg_pacl.models.last_block import VARIANTS
+    from lseg_pacl.methods import METHODS
     from lseg_pacl.models.prompts import TEMPLATE_SETS
     from lseg_pacl.models.spatial_reg import ACTIVATIONS, KINDS
     from lseg_pacl.objectives import OBJECTIVES
@@ -32,7 +32,7 @@ def choices() -> dict[str, tuple[str, ...]]:
 
     return {
         "model.objective": tuple(OBJECTIVES),
-        "model.clip.last_block": tuple(VARIANTS),
+        "model.clip.last_block": tuple(METHODS),
         "model.lseg.spatial_reg": tuple(KINDS),
         "model.lseg.activation": tuple(ACTIVATIONS),
         "model.lseg.templates": tuple(TEMPLATE_SETS),
@@ -59,7 +59,7 @@ OPTIONAL_CHOICES = ("data.train.format", "eval.precision")
 PER_BENCHMARK_KEYS = (
     "templates", "names", "mode", "short_side", "resize", "crop", "stride", "scales", "flip", "logit_scale",
     "background", "bg_threshold", "bg_entropy", "bg_area", "remainder", "resize_backend", "pamr_iterations",
-    "pamr_dilations", "precision",
+    "pamr_dilations", "precision", "method_options",
 )
 
 
@@ -86,6 +86,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.pacl.temperature <= 0:
         raise ConfigError(f"model.pacl.temperature={cfg.model.pacl.temperature}: must be > 0")
     _validate_eval(cfg.eval)
+    _validate_method(cfg)
     _validate_data(cfg.data)
     fmt = cfg.data.train.format
     if fmt is not None and (cfg.model.objective == "lseg") != (fmt == "segmentation"):
@@ -130,6 +131,25 @@ def _validate_eval(ev: DictConfig) -> None:
             raise ConfigError(f"eval.per_benchmark.{name}: {extra} cannot differ per benchmark; these can: "
                               f"{', '.join(PER_BENCHMARK_KEYS)}")
         _protocol_values(eval_for(ev, name), f"eval.per_benchmark.{name}")
+
+
+def _validate_method(cfg: DictConfig) -> None:
+    """Training-free methods beyond a last block need the text at every window: only the clip objective has
+    them; their options are checked against the method's own (on every benchmark a preset sets them)."""
+    from lseg_pacl.config.loading import eval_for
+    from lseg_pacl.methods import build_method
+    from lseg_pacl.models.last_block import VARIANTS
+
+    name = cfg.model.clip.last_block
+    if cfg.model.objective != "clip" and name not in VARIANTS:
+        raise ConfigError(f"model.clip.last_block={name} is a training-free method of the clip objective; "
+                          f"{cfg.model.objective} takes a last block: {', '.join(VARIANTS)}")
+    for where, e in [("eval", cfg.eval), *((f"eval.per_benchmark.{b}", eval_for(cfg.eval, b))
+                                           for b in cfg.eval.per_benchmark)]:
+        try:
+            build_method(name, OmegaConf.to_container(e.method_options))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.method_options: {exc}") from None
 
 
 def _protocol_values(ev: DictConfig, where: str) -> None:

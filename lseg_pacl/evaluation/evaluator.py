@@ -3,8 +3,9 @@ the metric, the skipped images, the protocol fingerprint and (as asked) predicti
 diagnostics.
 
 Several models can be evaluated in one pass over the data (``Member`` each). Members that are training-free
-rows of one CLIP under one image protocol are evaluated together: each window runs CLIP's blocks 1..L-1 once
-and only the last block per member, and every member gets exactly the logits it would get alone (tests).
+rows (lseg_pacl/methods/) of one CLIP under one image protocol are evaluated together: each window runs
+CLIP's blocks 1..L-1 once, keeping what any of the rows reads, then each row's own part; every member gets
+exactly the logits it would get alone (tests).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -23,7 +24,7 @@ from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import normalize_transform, uint8_transform
 from lseg_pacl.config.loading import eval_for
-from lseg_pacl.errors import BadDataError, MissingInputError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import Diagnostics
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.evaluation.labels import LabelSet
@@ -38,20 +39,22 @@ from lseg_pacl.evaluation.settings import (
     protocol_for,
     settings_record,
 )
+from lseg_pacl.methods import TrainingFreeMethod, build_method
+from lseg_pacl.models.last_block import VARIANTS
 from lseg_pacl.models.prompts import templates
+from lseg_pacl.models.trunk import NOTHING
 from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
 
 
 @dataclass
 class Member:
     """One model to score: its experiment's config, the built module, where its outputs go, and (training-free
-    rows sharing a CLIP) the last block it runs on the group's module."""
+    rows sharing a CLIP) the method it runs on the group's module."""
 
     cfg: DictConfig
     module: ZeroShotObjective
     out: Path
-    last_block: str | None = None  # None: the module's own logits
+    method: str | None = None  # a training-free method (methods/) on the module's CLIP; None: its own logits
     wandb_images: list = field(default_factory=list)
 
 
@@ -78,6 +81,9 @@ def _diagnostics(cfg: DictConfig, module: ZeroShotObjective, block: str | None) 
         return module.clip.dense_features_many(x, [block])[0]
 
     dense = module.dense_embeddings if block is None else own
+    if block is not None and block not in VARIANTS:
+        raise ConfigError(f"eval.analysis reads dense features; the {block} method has none (it needs the "
+                          f"text at every window): evaluate it without analysis")
     views = {"model": (dense, module.dense_grid)}
     if hasattr(module, "embedder"):  # PACL: show the frozen CLIP's own features beside the trained ones
         views["clip"] = (module.clip.dense_features, module.clip.grid)
@@ -99,6 +105,7 @@ class _Scored:
     member: Member
     e: DictConfig
     labels: LabelSet
+    method: TrainingFreeMethod | None
     text: torch.Tensor
     channels: int
     metric: SegmentationScore
@@ -116,7 +123,13 @@ def _scored(member: Member, name: str, data: SegmentationSet, proto: Protocol, p
     _, source = names_for(e, name, data.class_names)
     text = module.clip.class_embeddings(labels.texts, templates(e.templates)).to(device)
     channels = len(labels.texts) if labels.per_text else len(labels.scored)
-    diagnostics = _diagnostics(cfg, module, member.last_block)
+    diagnostics = _diagnostics(cfg, module, member.method)
+    method = None
+    if member.method is not None:
+        try:
+            method = build_method(member.method, OmegaConf.to_container(e.method_options))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: eval.method_options: {exc}") from None
     first_names = None
     if diagnostics is not None:
         first_names = module.clip.class_embeddings(
@@ -127,27 +140,29 @@ def _scored(member: Member, name: str, data: SegmentationSet, proto: Protocol, p
         **settings_record(cfg, e, module.cfg, data.split),
         **fingerprint(e, name, labels, proto, precision, data.split, pos_embed, source),
     }
-    if member.last_block is not None:
+    if member.method is not None:
         record["model"] = f"clip: {module.cfg.model.clip.name}" + (
-            f" ({member.last_block})" if member.last_block != "plain" else "")
+            f" ({member.method})" if member.method != "plain" else "")
+        record["method_options"] = dict(method.options)
     metric = SegmentationScore(len(data.class_names), ignore_index=data.ignore_index).to(device)
-    return _Scored(member, e, labels, text, channels, metric, record, diagnostics, first_names)
+    return _Scored(member, e, labels, method, text, channels, metric, record, diagnostics, first_names)
 
 
 def _logits_fn(states: Sequence[_Scored]):
-    """Every member's window logits, concatenated along channels: the shared trunk runs once per window for
-    a group; a lone member runs its own module."""
+    """Every member's window logits, concatenated along channels: for training-free rows the shared trunk runs
+    once per window (keeping what any row reads); a lone trained member runs its own module."""
     module = states[0].member.module
-    blocks = [s.member.last_block for s in states]
+    needs = NOTHING
+    for s in states:
+        needs = needs | s.method.needs() if s.method is not None else needs
 
     def fn(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if blocks[0] is None:
+        if states[0].method is None:
             s = states[0]
             return s.labels.window_logits(module.logits(x, s.text, size))
-        grid = module.clip.grid(x.shape[-2], x.shape[-1])
-        dense = module.clip.dense_features_many(x, blocks)
-        return torch.cat([s.labels.window_logits(zero_shot_logits(d, grid, s.text, size))
-                          for s, d in zip(states, dense, strict=True)], 1)
+        trunk = module.clip.trunk(x, needs)
+        return torch.cat([s.labels.window_logits(s.method.logits(module.clip, trunk, x, s.text, size))
+                          for s in states], 1)
 
     return fn
 
@@ -160,13 +175,13 @@ def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, ro
 
 
 def evaluate_members(members: Sequence[Member], name: str, root: Path, device: torch.device) -> list[dict]:
-    """Several models on one benchmark in one pass; members with a ``last_block`` share the first member's
-    module (one CLIP) and must agree on the image protocol (``protocol_key``)."""
+    """Several models on one benchmark in one pass; members with a ``method`` share the first member's module
+    (one CLIP) and must agree on the image protocol (``protocol_key``)."""
     first = members[0]
     module = first.module
     proto, precision, split, max_images = protocol_key(first.cfg, name, module.patch_size, device)
     if len(members) > 1 and any(
-        m.last_block is None or m.module is not module
+        m.method is None or m.module is not module
         or protocol_key(m.cfg, name, module.patch_size, device) != (proto, precision, split, max_images)
         for m in members
     ):

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lseg_pacl.errors import ConfigError
-from lseg_pacl.models.last_block import transformer_tokens_many
+from lseg_pacl.models.last_block import final_block
 from lseg_pacl.models.positions import POSITION_RULES
+from lseg_pacl.models.trunk import NOTHING, Needs, Trunk, run_trunk
 from lseg_pacl.models.weights import clip_tag_config, load_clip_weights
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -164,14 +165,21 @@ class ClipBackbone(nn.Module):
 
     def tokens_many(self, images: torch.Tensor, last_blocks: Sequence[str]) -> list[torch.Tensor]:
         """``tokens`` for several last blocks, sharing blocks 1..L-1 (computed once)."""
+        trunk = self.trunk(images)
+        transformer = self.model.visual.transformer
+        return [self.model.visual.ln_post(final_block(transformer, trunk.x, v, trunk.grid))
+                for v in last_blocks]
+
+    def trunk(self, images: torch.Tensor, needs: Needs = NOTHING) -> Trunk:
+        """Blocks 1..L-1 on ``images`` (patch embedding, positions, ln_pre first), keeping what ``needs`` asks
+        for (models/trunk.py)."""
         visual = self.model.visual
         grid = self.grid(images.shape[-2], images.shape[-1])
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self._positional(grid).to(x.dtype)
-        x = visual.ln_pre(x)
-        return [visual.ln_post(t) for t in transformer_tokens_many(visual.transformer, x, last_blocks, grid)]
+        return run_trunk(visual.transformer, visual.ln_pre(x), grid, needs)
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The T patch tokens of the last layer after ln_post (CLS dropped), [B, T, width], with this

@@ -13,11 +13,13 @@ so the functions work for any open_clip ``ResidualAttentionBlock`` whatever its 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lseg_pacl.models.trunk import run_trunk
 
 
 def _check_variant(variant: str) -> None:
@@ -189,6 +191,16 @@ def last_block(
     return VARIANTS[variant](block, x, grid, naclip_sigma)
 
 
+def final_block(transformer: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int]) -> torch.Tensor:
+    """The transformer's last block as ``variant`` on its batch-first input x [B, 1 + T, width]; "plain" runs
+    the block itself in its own layout."""
+    _check_variant(variant)
+    block = list(transformer.resblocks)[-1]
+    if variant == "plain":
+        return _plain(block, x)
+    return last_block(block, x, variant, grid)
+
+
 def transformer_tokens(
     transformer: nn.Module, x: torch.Tensor, variant: str, grid: tuple[int, int]
 ) -> torch.Tensor:
@@ -197,28 +209,6 @@ def transformer_tokens(
     Follows ``Transformer.forward`` step for step (layout included), so "plain" equals ``transformer(x)``.
     Returns batch-first tokens.
     """
-    return transformer_tokens_many(transformer, x, (variant,), grid)[0]
-
-
-def transformer_tokens_many(
-    transformer: nn.Module, x: torch.Tensor, variants: Sequence[str], grid: tuple[int, int]
-) -> list[torch.Tensor]:
-    """``transformer_tokens`` for several last blocks at once: blocks 1..L-1 run once and each variant's last
-    block on their output, so every variant gets exactly the tokens it would get alone."""
-    for variant in variants:
-        _check_variant(variant)
+    _check_variant(variant)
     _check_tokens(x, grid)
-    batch_first = getattr(transformer, "batch_first", True)
-    blocks = list(transformer.resblocks)
-    if not batch_first:
-        x = x.transpose(0, 1).contiguous()  # NLD -> LND, as Transformer.forward does
-    for block in blocks[:-1]:
-        x = block(x, attn_mask=None)
-    out = []
-    for variant in variants:
-        if variant == "plain":
-            y = blocks[-1](x, attn_mask=None)
-            out.append(y if batch_first else y.transpose(0, 1))
-        else:
-            out.append(last_block(blocks[-1], x if batch_first else x.transpose(0, 1), variant, grid))
-    return out
+    return final_block(transformer, run_trunk(transformer, x, grid).x, variant, grid)

@@ -26,9 +26,9 @@ from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone, clip_geometry, clip_normalisation
 from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.models.prompts import templates
+from lseg_pacl.models.zeroshot import zero_shot_logits
 from lseg_pacl.objectives.nonfinite import NonFiniteGuard
 from lseg_pacl.objectives.optim import configure_optimization
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
+from lseg_pacl.methods import build_method
 from lseg_pacl.objectives.base import Benchmarks
 from lseg_pacl.objectives.contrastive import ContrastiveObjective
 from lseg_pacl.objectives.distributed import encode_chunk
@@ -24,6 +26,15 @@ class ClipContrastive(ContrastiveObjective):
 
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.dense_features(images)
+
+    def logits(
+        self, images: torch.Tensor, class_embeddings: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The CLIP's training-free method (model.clip.last_block; plain: its own last block) on the images,
+        with eval.method_options: per-text cosines at ``size``."""
+        method = build_method(self.clip.last_block, OmegaConf.to_container(self.cfg.eval.method_options))
+        trunk = self.clip.trunk(images, method.needs())
+        return method.logits(self.clip, trunk, images, class_embeddings, size)
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         return encode_chunk(texts, self.clip.encode_text)  # this rank encodes a share

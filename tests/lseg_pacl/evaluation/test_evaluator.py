@@ -55,7 +55,7 @@ def test_a_group_scores_each_row_exactly_as_alone(row_configs, world, tmp_path):
         assert result["per_class"] == alone["per_class"] and result["mIoU"] == alone["mIoU"]
         assert result["protocol_hash"] == alone["protocol_hash"]
         assert result["settings"]["model"].endswith(
-            "" if member.last_block == "plain" else f"({member.last_block})")
+            "" if member.method == "plain" else f"({member.method})")
     assert len({r["mIoU"] for r in together}) > 1  # the rows do differ
     assert len({r["protocol_hash"] for r in together}) == 1  # under one protocol
 

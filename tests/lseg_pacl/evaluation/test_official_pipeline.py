@@ -16,7 +16,7 @@ from support import official
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.evaluation.labels import LabelSet
 from lseg_pacl.models.clip import ClipBackbone
-from lseg_pacl.objectives.zeroshot import zero_shot_logits
+from lseg_pacl.models.zeroshot import zero_shot_logits
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
