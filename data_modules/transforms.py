@@ -137,3 +137,25 @@ def uint8_transform():
         return {"image": torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1), "mask": mask}
 
     return to_tensor
+
+
+def centre_crop_transform(size: int, mean: Sequence[float], std: Sequence[float]):
+    """CLIPtrase's protocol (clip_self_correlation.py:38-56): the image resized bicubically (PIL,
+    torchvision's Resize(size): short side ``size``, long side truncated) and centre-cropped to size x size;
+    the mask resized nearest-neighbour and cropped alike, so the metric is taken on the crop."""
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def crop(image: np.ndarray, mask: np.ndarray) -> dict:
+        img = TF.center_crop(TF.resize(Image.fromarray(image), size, InterpolationMode.BICUBIC), size)
+        kind = np.uint16 if mask.dtype == np.uint16 else np.uint8
+        gt = TF.resize(Image.fromarray(mask.astype(kind)), size, InterpolationMode.NEAREST)
+        gt = TF.center_crop(gt, size)
+        rgb = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float() / 255
+        return {"image": (rgb - mean_t) / std_t, "mask": np.array(gt)}
+
+    return crop

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
-from data_modules.transforms import normalize_transform, uint8_transform
+from data_modules.transforms import centre_crop_transform, normalize_transform, uint8_transform
 from lseg_pacl.config.loading import eval_for
 from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import Diagnostics
@@ -187,10 +187,14 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
     ):
         raise ValueError("members evaluated together must be training-free rows of one CLIP under one "
                          "image protocol")
-    raw = proto.resize_backend == "cv2"
+    centre = proto.mode == "centre"
+    if centre and not proto.short_side:
+        raise ConfigError(f"{name}: eval.mode=centre crops a short_side square: set eval.short_side")
+    raw = proto.resize_backend == "cv2" and not centre
     mean, std = module.input_mean, module.input_std
     try:
-        transform = uint8_transform() if raw else normalize_transform(mean, std)
+        transform = (centre_crop_transform(proto.short_side, mean, std) if centre
+                     else uint8_transform() if raw else normalize_transform(mean, std))
         data = SegmentationSet(name, root, split, transform, max_images)
     except FileNotFoundError as exc:
         raise MissingInputError(str(exc)) from None

@@ -35,7 +35,7 @@ LONGEST_SIDE = 2048  # MMSegmentation's Resize(scale=(2048, S)): the long side n
 
 @dataclass(frozen=True)
 class Protocol:
-    mode: str = "whole"  # whole | slide
+    mode: str = "whole"  # whole | slide | centre (the centred square of the resized image, GT cropped alike)
     short_side: int | None = None  # resize so that this side is this long (times each scale); None: as is
     resize: str = "short"  # which side short_side sets: short (SCLIP-style) | long (LSeg's 520 x scale)
     crop: int = 224  # slide: window side
@@ -145,6 +145,8 @@ def slide(fn: LogitsFn, image: torch.Tensor, crop: int, stride: int, patch: int,
 # protocol.mode -> how one view is run: the whole image, or overlapping windows
 MODES: dict[str, Callable[[LogitsFn, torch.Tensor, Protocol], torch.Tensor]] = {
     "whole": lambda fn, x, p: run_window(fn, x, p),
+    # CLIPtrase: the data is the centred short_side square (and its ground truth), run whole
+    "centre": lambda fn, x, p: run_window(fn, x, p),
     "slide": lambda fn, x, p: slide(fn, x, p.crop, p.stride, p.patch, p.remainder),
 }
 

@@ -117,7 +117,7 @@ def fingerprint(e: DictConfig, name: str, labels: LabelSet, proto: Protocol, pre
         "labels": f"{len(labels.classes)} classes, ignore {getattr(bench, 'ignore_index', 255)}",
         "short_side": proto.short_side,
         "resize": f"{proto.resize} side, {proto.resize_backend}",
-        "mode": proto.mode if proto.mode == "whole" else f"slide {proto.crop}/{proto.stride}",
+        "mode": f"slide {proto.crop}/{proto.stride}" if proto.mode == "slide" else proto.mode,
         "scales": list(proto.scales),
         "flip": proto.flip,
         "remainder": proto.remainder,

@@ -17,6 +17,11 @@ __all__ = ["METHODS", "TrainingFreeMethod", "build_method", "method_class"]
 # name -> the method's class, or "module:Class" imported on first use (methods with heavier dependencies)
 METHODS: dict[str, type[TrainingFreeMethod] | str] = {
     **{variant: last_block_method(variant) for variant in VARIANTS},
+    "resclip": "lseg_pacl.methods.resclip:ResCLIP",
+    "scclip": "lseg_pacl.methods.scclip:SCCLIP",
+    "cliptrase": "lseg_pacl.methods.cliptrase:CLIPTrase",
+    "pearl": "lseg_pacl.methods.pearl:PEARL",
+    "proxyclip": "lseg_pacl.methods.proxyclip:ProxyCLIP",
 }
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 
 from data_modules.transforms import seeded, segmentation_train_transform
 
@@ -41,3 +42,24 @@ def test_seeded_transforms_repeat():
     t.set_random_seed(3)
     assert (t(image=image, mask=mask)["image"] == a).all()
     assert seeded(t, image=image, mask=mask)["image"].shape == (3, 16, 16)
+
+
+def test_centre_crop_is_cliptrase_s_protocol():
+    """CLIPtrase clip_self_correlation.py:38-56: Resize(n, BICUBIC) + CenterCrop(n) on the PIL image, then
+    ToTensor + Normalize; the ground truth Resize(n, NEAREST) + CenterCrop(n)."""
+    from PIL import Image
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+
+    from data_modules.transforms import centre_crop_transform
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    mask = rng.integers(0, 21, (45, 70)).astype(np.uint8)
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    out = centre_crop_transform(32, mean, std)(image=image, mask=mask)
+    resize = Compose([Resize(32, interpolation=InterpolationMode.BICUBIC), CenterCrop(32)])
+    official = resize(Image.fromarray(image))
+    expected = Compose([ToTensor(), Normalize(mean, std)])(official)
+    gt = Compose([Resize(32, interpolation=InterpolationMode.NEAREST), CenterCrop(32)])(Image.fromarray(mask))
+    assert torch.allclose(out["image"], expected, atol=1e-6) and out["image"].shape == (3, 32, 32)
+    assert np.array_equal(out["mask"], np.array(gt))

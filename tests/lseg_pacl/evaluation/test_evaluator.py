@@ -67,3 +67,22 @@ def test_rows_under_different_protocols_are_not_grouped(row_configs, world, tmp_
     members = [Member(row_configs[0], module, tmp_path, "plain"), Member(other, module, tmp_path, "sclip")]
     with pytest.raises(ValueError, match="one image protocol"):
         evaluate_members(members, "synthetic", world, torch.device("cpu"))
+
+
+def test_the_centre_protocol_scores_the_centred_square_of_image_and_ground_truth(world, tmp_path):
+    from lseg_pacl.config.loading import eval_for
+
+    cfg = load_config("baseline_clip", [f"data.val.roots.synthetic={world}", "model.clip.name=lseg-tiny-vit",
+                                        "model.clip.pretrained=null",
+                                        "eval.mode=centre", "eval.short_side=32", "eval.max_images=2",
+                                        "eval.pictures=0", "data.num_workers=0"])
+    module = build_objective(to_plain(cfg)).eval()
+    seen = []
+    conv1 = module.clip.model.visual.conv1
+    handle = conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-2:]))
+    member = Member(cfg, module, tmp_path, "plain")
+    (result,) = evaluate_members([member], "synthetic", world, torch.device("cpu"))
+    handle.remove()
+    assert seen and all(tuple(s) == (32, 32) for s in seen)  # one 32 x 32 square per image
+    assert result["protocol"]["mode"] == "centre" and result["mIoU"] is not None
+    assert eval_for(cfg.eval, "synthetic").mode == "centre"
