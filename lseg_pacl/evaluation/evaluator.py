@@ -167,6 +167,27 @@ def _logits_fn(states: Sequence[_Scored]):
     return fn
 
 
+def _refine_fn(states: Sequence[_Scored]):
+    """The members' image-level steps on their own channels (None when no member has one)."""
+    if not any(s.method is not None and s.method.refines for s in states):
+        return None
+
+    def refine(guide: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        out, start = [], 0
+        for s in states:
+            part = logits[:, start : start + s.channels]
+            start += s.channels
+            if s.method is not None and s.method.refines:
+                if part.shape[1] != len(s.labels.texts):  # synonyms already merged per window
+                    raise ConfigError(f"{s.member.method} refines per-text logits: with synonyms, use "
+                                      f"eval.background=softmax (it keeps texts apart until the end)")
+                part = s.method.refine(guide, part, s.text)
+            out.append(part)
+        return torch.cat(out, 1)
+
+    return refine
+
+
 def evaluate_benchmark(cfg: DictConfig, module: ZeroShotObjective, name: str, root: Path, out: Path,
                        device: torch.device, wandb_images: list) -> dict:
     """One model on one benchmark."""
@@ -209,7 +230,7 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
             if "image" not in batch:
                 continue
             image, mask = batch["image"].to(device), batch["mask"].to(device)
-            logits = infer(fn, image, proto, (mean, std) if raw else None)
+            logits = infer(fn, image, proto, (mean, std) if raw else None, _refine_fn(states))
             start = 0
             for s in states:
                 pred = s.labels.predict(logits[:, start : start + s.channels])

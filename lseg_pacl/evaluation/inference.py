@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from lseg_pacl.evaluation.pamr import pamr
 
 LogitsFn = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
+RefineFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (guide, logits at the original size)
 RESIZE_SIDES = ("short", "long")  # which side Protocol.short_side sets
 RESIZE_BACKENDS = ("torch", "cv2")
 REMAINDERS = ("pad", "drop")
@@ -183,10 +184,12 @@ def _views(image: torch.Tensor, protocol: Protocol, normalisation: Normalisation
 
 
 def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol,
-          normalisation: Normalisation | None = None) -> torch.Tensor:
+          normalisation: Normalisation | None = None, refine: RefineFn | None = None) -> torch.Tensor:
     """Logits [B, C, H, W] at the original size of ``image`` [B, 3, H, W]: averaged over scales and flips.
 
     ``image`` is the normalised image, or with ``normalisation`` = (mean, std) the 8-bit one (values 0..255).
+    ``refine(guide, logits)`` is a method's image-level step, run on each view at the original size before
+    PAMR, with the same guide (the resized input brought back to the original size).
     """
     size = tuple(image.shape[-2:])
     total = None
@@ -200,10 +203,14 @@ def infer(fn: LogitsFn, image: torch.Tensor, protocol: Protocol,
             logits = _wide(logits)
             if tuple(logits.shape[-2:]) != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            if protocol.pamr_iterations:
+            if refine is not None or protocol.pamr_iterations:
+                # the unflipped view: the logits are back in the image's orientation
                 guide = F.interpolate(_wide(scaled), size=size, mode="bilinear", align_corners=False)
-                logits = pamr(guide.to(logits.dtype), logits, protocol.pamr_iterations,
-                              tuple(protocol.pamr_dilations))
+                guide = guide.to(logits.dtype)
+                if refine is not None:
+                    logits = refine(guide, logits)
+                if protocol.pamr_iterations:
+                    logits = pamr(guide, logits, protocol.pamr_iterations, tuple(protocol.pamr_dilations))
             total = logits if total is None else total + logits
             views += 1
     return total / views

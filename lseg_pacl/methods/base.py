@@ -33,6 +33,16 @@ class TrainingFreeMethod(ABC):
         """The intermediate results of blocks 1..L-1 this method reads (nothing by default)."""
         return NOTHING
 
+    def refine(self, guide: torch.Tensor, logits: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """An image-level step after the windows are merged: per-text cosines [B, len(text), H, W] at the
+        image's original size, ``guide`` the resized input brought back to that size (as PAMR's guide).
+        Nothing by default; PEARL propagates its logits here, as its official code does per image."""
+        return logits
+
+    @property
+    def refines(self) -> bool:
+        return type(self).refine is not TrainingFreeMethod.refine
+
     @abstractmethod
     def logits(self, clip: ClipBackbone, trunk: Trunk, image: torch.Tensor, text: torch.Tensor,
                size: tuple[int, int]) -> torch.Tensor:

@@ -165,3 +165,21 @@ def test_pamr_refines_each_view_guided_by_the_resized_input():
     guide = F.interpolate(scaled, size=(20, 30), mode="bilinear", align_corners=False)
     assert torch.allclose(refined, pamr(guide, plain, 3, (1, 2)), atol=1e-6)
     assert not torch.allclose(refined, plain)
+
+
+def test_a_method_s_image_level_step_sees_merged_logits_and_the_resized_input():
+    x = torch.randn(1, 3, 20, 30)
+    calls = []
+
+    def refine(guide, logits):
+        calls.append((guide.clone(), logits.clone()))
+        return logits * 2
+
+    p = Protocol(mode="slide", short_side=16, crop=16, stride=8, patch=4)
+    plain = infer(conv_model(3), x, p)
+    out = infer(conv_model(3), x, p, refine=refine)
+    scaled = F.interpolate(x, size=(16, 24), mode="bilinear", align_corners=False)
+    assert len(calls) == 1 and torch.allclose(calls[0][1], plain)  # once, on the merged, upsampled logits
+    guide = F.interpolate(scaled, size=(20, 30), mode="bilinear", align_corners=False)
+    assert torch.allclose(calls[0][0], guide)
+    assert torch.allclose(out, 2 * plain)
