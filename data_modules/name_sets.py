@@ -28,6 +28,8 @@ NAME_SETS: dict[str, NameSet | None] = {
     "sclip": NameSet("sclip", ", ", "wangf3014/SCLIP@b56bd30 configs/cls_*.txt (= sinahmr/NACLIP@0cac3a6)"),
     # ClearCLIP clearclip_segmentor.py:281-292 splits on ','
     "clearclip": NameSet("clearclip", ",", "mc-lan/ClearCLIP@ad68a40 configs/cls_*.txt"),
+    # ProxyCLIP proxyclip_segmentor.py:336 splits on '; ' (so ADE-847's "building, edifice" stays one name)
+    "proxyclip": NameSet("proxyclip", "; ", "mc-lan/ProxyCLIP@e7b767f configs/cls_*.txt"),
 }
 
 
