@@ -1,8 +1,9 @@
 """Class-name sets of the official training-free repositories, shipped as data (class_lists/names/<set>/).
 
-Each file is the repository's ``configs/cls_<dataset>.txt`` byte for byte, renamed after this project's
-benchmark: one line per class in the benchmark's order, synonyms on one line, and on VOC-21 / COCO-Object a
-first line that stands for background. ``default`` is no file: the benchmark's own MMSegmentation list.
+Each file is the repository's ``configs/cls_<dataset>.txt`` byte for byte (CLIPtrase's: written out from
+its Python lists), renamed after this project's benchmark: one line per class in the benchmark's order,
+synonyms on one line, and on VOC-21 / COCO-Object a first line that stands for background. ``default`` is
+no file: the benchmark's own MMSegmentation list.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ NAME_SETS: dict[str, NameSet | None] = {
     "clearclip": NameSet("clearclip", ",", "mc-lan/ClearCLIP@ad68a40 configs/cls_*.txt"),
     # ProxyCLIP proxyclip_segmentor.py:336 splits on '; ' (so ADE-847's "building, edifice" stays one name)
     "proxyclip": NameSet("proxyclip", "; ", "mc-lan/ProxyCLIP@e7b767f configs/cls_*.txt"),
+    # CLIPtrase keeps its names in configs/dataset_cfg.py: written out from there (names/cliptrase/SOURCE.md)
+    "cliptrase": NameSet("cliptrase", ", ", "leaves162/CLIPtrase@2b7de61 configs/dataset_cfg.py"),
 }
 
 
