@@ -35,5 +35,17 @@ def method_class(name: str) -> type[TrainingFreeMethod]:
     return entry
 
 
+def options_for(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options of method ``name`` in an eval.method_options mapping: its plain keys, with those under
+    the method's own name (``method_options.<name>.<key>``) over them; entries under other methods' names are
+    theirs. One mapping can so serve several rows evaluated together (``eval models=[...]``)."""
+    options = dict(options or {})
+    nested = options.get(name)
+    if nested is not None and not isinstance(nested, Mapping):
+        raise ValueError(f"method_options.{name} must be a mapping of {name}'s options, got {nested!r}")
+    return {**{k: v for k, v in options.items() if k not in METHODS}, **(nested or {})}
+
+
 def build_method(name: str, options: Mapping[str, Any] | None = None) -> TrainingFreeMethod:
-    return method_class(name)(options)
+    """Method ``name`` with its options taken from ``options`` (``options_for``)."""
+    return method_class(name)(options_for(name, options))

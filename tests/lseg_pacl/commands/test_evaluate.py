@@ -186,3 +186,36 @@ def test_models_named_twice_or_a_checkpoint_without_protocol_are_refused(capsys)
     assert "name the experiment" in capsys.readouterr().err
     assert main(["eval", "benchmarks=[voc20]"]) == 2
     assert "models=[EXP,...]" in capsys.readouterr().err
+
+
+# The ten training-free rows; the defaults of the newer ones count ViT-B/16's 12 blocks, so the 4-block test
+# CLIP gets its own layers through the per-method options (one mapping for all rows).
+ROW_NAMES = ("clip", "maskclip", "sclip", "clearclip", "naclip", "resclip", "scclip", "cliptrase", "pearl",
+             "proxyclip")
+ALL_ROWS = [f"baseline_{row}" for row in ROW_NAMES]
+TINY_OPTIONS = ["method_options.resclip.rcs_layers=[1,2,3]", "method_options.scclip.pre_adjust_layer=2",
+                "method_options.scclip.post_adjust_layer=1", "method_options.scclip.multi_layers=[1,2,3]",
+                "method_options.scclip.lof_k=8", "method_options.cliptrase.correlation_layer=3",
+                "method_options.proxyclip.vfm=vit_small_patch8_224",
+                "method_options.proxyclip.vfm_weights=null"]
+
+
+@pytest.mark.slow
+def test_every_training_free_row_in_one_process_and_one_table(world, tiny_clip_file, tmp_path, capsys):
+    args = ["eval", f"models=[{','.join(ALL_ROWS)}]", "preset=unified", "benchmarks=[synthetic]",
+            "model.clip.name=lseg-tiny-vit", f"model.clip.pretrained={tiny_clip_file}",
+            f"data.val.roots.synthetic={world}", "short_side=48", "crop=32", "stride=16", "max_images=2",
+            "pictures=0", "data.num_workers=0", "logger.wandb.mode=disabled", f"run.root={tmp_path / 'runs'}",
+            *TINY_OPTIONS]
+    assert main(args) == 0
+    results = {row: json.loads((eval_dir(tmp_path, row) / "results.json").read_text())["synthetic"]
+               for row in ALL_ROWS}
+    assert len({r["protocol_hash"] for r in results.values()}) == 1
+    assert results["baseline_resclip"]["settings"]["method_options"]["rcs_layers"] == [1, 2, 3]
+    capsys.readouterr()
+    assert main(["table", f"runs={tmp_path / 'runs'}", f"out={tmp_path / 'table'}", "wandb=disabled"]) == 0
+    with open(tmp_path / "table" / "table.csv", newline="", encoding="utf-8") as f:
+        table = {line["method"]: line for line in csv.DictReader(f)}
+    assert set(table) == {r["settings"]["method"] for r in results.values()} and len(table) == 10
+    for r in results.values():
+        assert float(table[r["settings"]["method"]]["synthetic"]) == pytest.approx(100 * r["mIoU"], abs=0.005)

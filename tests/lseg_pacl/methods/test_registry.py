@@ -48,3 +48,16 @@ def test_options_are_checked_against_the_method_s_own():
         build_method("nope")
     with pytest.raises(ConfigError, match="method_options"):
         load_config("baseline_sclip", ["eval.method_options.tau=2.0"])
+
+
+def test_one_options_mapping_serves_several_methods():
+    from lseg_pacl.methods import options_for
+
+    options = {"resclip": {"rcs_layers": [1, 2]}, "scclip": {"lof_k": 8}, "gaussian_std": 3.0}
+    assert options_for("resclip", options) == {"rcs_layers": [1, 2], "gaussian_std": 3.0}
+    assert options_for("scclip", {"scclip": {"lof_k": 8}, "resclip": {"tau_r": 1.0}}) == {"lof_k": 8}
+    assert build_method("resclip", options).options["rcs_layers"] == [1, 2]
+    with pytest.raises(ValueError, match="no option"):
+        build_method("scclip", options)  # the plain key is meant for every method: scclip has none such
+    with pytest.raises(ValueError, match="must be a mapping"):
+        options_for("pearl", {"pearl": 3})
