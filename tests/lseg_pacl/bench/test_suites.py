@@ -46,7 +46,8 @@ def test_rows_suite_measures_each_row_and_the_shared_trunk_beside_them():
     figures = rows_suite(False, "cpu", vitb16=False)
     check(figures)
     assert all(f"rows.tiny_{label}_images_per_s" in figures for label in ROWS)
+    assert all(f"rows.tiny_{label}_peak_mib" in figures for label in ROWS)
     assert figures["rows.tiny_five_rows_over_one"]["value"] == pytest.approx(
-        figures["rows.tiny_CLIP_images_per_s"]["value"]
+        figures["rows.tiny_one_row_images_per_s"]["value"]
         / figures["rows.tiny_five_rows_shared_images_per_s"]["value"]
     )
