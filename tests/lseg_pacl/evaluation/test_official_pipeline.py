@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from support import official
+from support.models import perturbed_tiny_clip
 
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.evaluation.labels import LabelSet
-from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.models.zeroshot import zero_shot_logits
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -27,14 +27,7 @@ CLASSES = [["sky", "wall", "bed"], ["cat"], ["person", "person in shirt"], ["dog
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    model = ClipBackbone("lseg-tiny-vit", None, pos_embed="lineage").double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.model.visual.named_parameters():
-            scale = 0.3 if "proj" in name or p.ndim > 1 else 0.2
-            noise = torch.randn(p.shape, generator=g, dtype=p.dtype) * scale
-            p.copy_(p + noise + (0.1 if p.ndim == 1 else 0))
+    model = perturbed_tiny_clip()
     return model
 
 

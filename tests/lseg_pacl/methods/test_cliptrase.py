@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import median_filter as scipy_median_filter
+from support.models import perturbed_tiny_clip
 
 from data_modules.classnames import ADE20K_150, COCO_OBJECT, COCO_STUFF171, CONTEXT59, PC459, VOC20
 from data_modules.name_sets import NAME_SETS, NAMES_DIR
@@ -237,14 +238,7 @@ def official_self_clip(clip, images, text_features, C, patch_window, eps, min, *
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    model = ClipBackbone("lseg-tiny-vit", None, pos_embed="lineage").double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.model.visual.named_parameters():
-            scale = 0.3 if "proj" in name or p.ndim > 1 else 0.2
-            noise = torch.randn(p.shape, generator=g, dtype=p.dtype) * scale
-            p.copy_(p + noise + (0.1 if p.ndim == 1 else 0))
+    model = perturbed_tiny_clip()
     return model
 
 

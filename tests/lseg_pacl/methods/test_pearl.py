@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from support import official
+from support.models import perturbed_tiny_clip
 
 from lseg_pacl.config.loading import eval_for, load_config
 from lseg_pacl.errors import ConfigError
@@ -306,14 +307,7 @@ def official_logits(model, img, text, attn=None, prop=None, guide=None):
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    model = ClipBackbone("lseg-tiny-vit", None, pos_embed="lineage").double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.model.visual.named_parameters():
-            scale = 0.3 if "proj" in name or p.ndim > 1 else 0.2
-            noise = torch.randn(p.shape, generator=g, dtype=p.dtype) * scale
-            p.copy_(p + noise + (0.1 if p.ndim == 1 else 0))
+    model = perturbed_tiny_clip()
     return model
 
 

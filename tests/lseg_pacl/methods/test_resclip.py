@@ -19,13 +19,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from support import official
+from support.models import perturbed_tiny_clip
 from torch import nn
 
 from lseg_pacl.config.loading import eval_for, load_config
 from lseg_pacl.errors import ConfigError
 from lseg_pacl.methods import build_method
 from lseg_pacl.methods.resclip import ResCLIP, _straight_paths, patch_labels, sfr_matrix
-from lseg_pacl.models.clip import ClipBackbone
 from lseg_pacl.models.trunk import Needs
 
 SIZE = (40, 56)  # 5 x 7 patches of 8 pixels
@@ -241,14 +241,7 @@ def official_kwargs(options: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    model = ClipBackbone("lseg-tiny-vit", None, pos_embed="lineage").double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.model.visual.named_parameters():
-            scale = 0.3 if "proj" in name or p.ndim > 1 else 0.2
-            noise = torch.randn(p.shape, generator=g, dtype=p.dtype) * scale
-            p.copy_(p + noise + (0.1 if p.ndim == 1 else 0))
+    model = perturbed_tiny_clip()
     for blk in model.model.visual.transformer.resblocks:  # the transcription has no layer scales
         assert isinstance(blk.ls_1, nn.Identity) and isinstance(blk.ls_2, nn.Identity)
     return model

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from support import official
+from support.models import perturbed_tiny_clip
 
 from lseg_pacl.methods import build_method
 from lseg_pacl.methods.scclip import SCCLIP, lof_outliers, repair_tokens
@@ -223,14 +224,7 @@ def official_options(options):
 def clip():
     """The 4-block CLIP (width 128, 4 heads, patch 8) in float64, every visual parameter perturbed (norms and
     biases too), the lineage's position resampling (m.py:375-393)."""
-    torch.manual_seed(0)
-    model = ClipBackbone("lseg-tiny-vit", None, pos_embed="lineage").double().eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.model.visual.named_parameters():
-            scale = 0.3 if "proj" in name or p.ndim > 1 else 0.2
-            noise = torch.randn(p.shape, generator=g, dtype=p.dtype) * scale
-            p.copy_(p + noise + (0.1 if p.ndim == 1 else 0))
+    model = perturbed_tiny_clip()
     return model
 
 
