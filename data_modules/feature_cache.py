@@ -2,7 +2,9 @@
 images and running the frozen CLIP.
 
 ``TokenStore``: the patch tokens of every sample of a map-style dataset, float16, in one memory-mapped file
-[N, T, width] with one "filled" byte per sample. A sample's row is written once (by the training process that
+[N, T, width] with one "filled" byte per sample. ``KeyedStore``: features of evaluation windows (any number,
+any size), one file each, named by the digest of the input they were computed from, in the dtype computed (a
+read equals a recomputation bit for bit). A sample's row is written once (by the training process that
 computed it) and read by the DataLoader workers from then on; each row is valid on its own, so a first epoch
 cut short (or split over DDP ranks) leaves a usable partial cache. ``TextStore``: text embeddings by string.
 
@@ -69,6 +71,42 @@ def _claim_folder(root: Path, key: dict, make: callable) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+class KeyedStore:
+    """Features by the digest of their input, in ``<root>/<digest(key)>/<input digest>.npy``: written once,
+    atomically (a file that exists is complete), read without pickles."""
+
+    def __init__(self, root: str | Path, key: dict) -> None:
+        self.folder = _claim_folder(Path(root), {"kind": "keyed_features", **key}, lambda folder: None)
+
+    @staticmethod
+    def name_of(inputs: torch.Tensor) -> str:
+        """The digest of a tensor's shape, dtype and values."""
+        data = inputs.detach().to("cpu").contiguous()
+        h = hashlib.blake2b(digest_size=20)
+        h.update(f"{tuple(data.shape)}:{data.dtype}".encode())
+        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        return h.hexdigest()
+
+    def get(self, name: str) -> torch.Tensor | None:
+        file = self.folder / f"{name}.npy"
+        if not file.is_file():
+            return None
+        return torch.from_numpy(np.load(file, allow_pickle=False))
+
+    def put(self, name: str, features: torch.Tensor) -> None:
+        """Store ``features`` (bfloat16 as float32: numpy has no bfloat16; the reader casts back)."""
+        features = features.float() if features.dtype == torch.bfloat16 else features
+        data = features.detach().to("cpu").contiguous().numpy()
+        fd, tmp = tempfile.mkstemp(prefix=".writing-", suffix=".npy", dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, data, allow_pickle=False)
+            os.replace(tmp, self.folder / f"{name}.npy")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 class TokenStore:

@@ -57,6 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_modules.feature_cache import KeyedStore
+from lseg_pacl.checksums import sha256_of
 from lseg_pacl.errors import ConfigError, MissingInputError
 from lseg_pacl.methods.base import TrainingFreeMethod
 from lseg_pacl.models import hub
@@ -309,6 +311,12 @@ def _check_options(o: Mapping[str, Any]) -> None:
     if o["gamma"] <= 0:
         raise ValueError(f"gamma must be positive (it scales the similarities before the mask), "
                          f"got {o['gamma']}")
+    cache = o["vfm_cache"]
+    if cache is not None and (not isinstance(cache, str) or not cache):
+        raise ValueError(f"vfm_cache must be a folder or null, got {cache!r}")
+    if cache is not None and weights is None:
+        raise ValueError("vfm_cache keeps features of named weights: random ones (vfm_weights null) have no "
+                         "identity to key them by")
     multiple = o["pad_multiple"]
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ValueError(f"pad_multiple must be a whole number >= 1 (1: no padding), got {multiple!r}")
@@ -322,6 +330,7 @@ class ProxyCLIP(TrainingFreeMethod):
         "beta": 1.2,  # proxyclip_segmentor.py:31
         "gamma": 3.0,  # proxyclip_segmentor.py:31
         "pad_multiple": 56,  # proxyclip_segmentor.py:220
+        "vfm_cache": None,  # a folder keeping the VFM's features by window (data_modules/feature_cache.py)
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None, vfm: nn.Module | None = None) -> None:
@@ -329,6 +338,7 @@ class ProxyCLIP(TrainingFreeMethod):
         super().__init__(options)
         _check_options(self.options)
         self._vfm = _check_vfm(vfm) if vfm is not None else None
+        self._cache: KeyedStore | None = None
 
     def vfm(self, device: torch.device, dtype: torch.dtype) -> nn.Module:
         if self._vfm is not None:
@@ -350,11 +360,41 @@ class ProxyCLIP(TrainingFreeMethod):
             out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
         return out
 
+    def _store(self) -> KeyedStore | None:
+        """The frozen-feature store of this VFM (its weights' identity, position rule), when asked for."""
+        o = self.options
+        if o["vfm_cache"] is None:
+            return None
+        if self._cache is None:
+            weights = o["vfm_weights"]
+            identity = f"sha256:{sha256_of(Path(weights).expanduser())}" if is_file_like(weights) \
+                else f"timm:{o['vfm']}.{weights}"
+            key = {"model": "proxyclip_vfm", "vfm": o["vfm"], "weights": identity,
+                   "pos_embed": o["vfm_pos_embed"]}
+            self._cache = KeyedStore(Path(o["vfm_cache"]).expanduser(), key)
+        return self._cache
+
+    def _features(self, vfm: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """The VFM's normalised patch features of a window: read from the store when it holds them (the same
+        input, weights and arithmetic give the same bits), else computed (and stored)."""
+        store = self._store()
+        if store is None:
+            return vfm_features(vfm, inputs, self.options["vfm_pos_embed"])
+        device = inputs.device.type
+        arithmetic = str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else "none"
+        name = f"{store.name_of(inputs)}-{arithmetic.removeprefix('torch.')}"
+        found = store.get(name)
+        if found is not None:
+            return found.to(inputs.device)
+        features = vfm_features(vfm, inputs, self.options["vfm_pos_embed"])
+        store.put(name, features)
+        return features
+
     def _window(self, clip: ClipBackbone, trunk: Trunk, image: torch.Tensor, text: torch.Tensor,
                 size: tuple[int, int]) -> torch.Tensor:
         """Cosines at ``size`` for a window whose CLIP trunk is ``trunk`` (on its whole CLIP patches)."""
         vfm = self.vfm(image.device, image.dtype)
-        proxy = vfm_features(vfm, vfm_input(image, clip.mean, clip.std), self.options["vfm_pos_embed"])
+        proxy = self._features(vfm, vfm_input(image, clip.mean, clip.std))
         vfm_grid = tuple(proxy.shape[-2:])
         attention = proxy_attention(proxy, self.options["beta"], self.options["gamma"])
         visual = clip.model.visual

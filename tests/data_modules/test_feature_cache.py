@@ -83,3 +83,23 @@ def test_the_text_store_keeps_first_rows_across_many_chunks(tmp_path):
     store.save()
     again = TextStore(tmp_path, {"model": "m"})
     assert torch.equal(again.get(["caption 17 5", "x"]), store.get(["caption 17 5", "x"]))
+
+
+def test_keyed_store_reads_back_exactly_what_it_wrote_named_by_the_input(tmp_path):
+    from data_modules.feature_cache import KeyedStore
+
+    store = KeyedStore(tmp_path, {"model": "m", "weights": "w"})
+    x = torch.randn(1, 3, 8, 10, dtype=torch.float64)
+    name = KeyedStore.name_of(x)
+    y = x.clone()
+    y[0, 0, 0, 0] += 1e-12
+    assert KeyedStore.name_of(y) != name and KeyedStore.name_of(x.float()) != name
+    assert store.get(name) is None
+    features = torch.randn(1, 5, 7, dtype=torch.float64)
+    store.put(name, features)
+    assert torch.equal(store.get(name), features) and store.get(name).dtype == torch.float64
+    assert KeyedStore(tmp_path, {"model": "m", "weights": "w"}).folder == store.folder
+    assert KeyedStore(tmp_path, {"model": "m", "weights": "other"}).folder != store.folder
+    store.put("bf16", torch.ones(2, dtype=torch.bfloat16))
+    assert torch.equal(store.get("bf16"), torch.ones(2))
+    assert not list(store.folder.glob(".writing-*"))

@@ -592,3 +592,34 @@ def test_a_uniform_window_masks_every_similarity_as_the_official_code_does():
     features = torch.ones(1, 8, 2, 3, dtype=torch.float64)
     assert torch.isnan(proxy_attention(features)).all()
     assert torch.isfinite(proxy_attention(features, beta=0.9)).all()
+
+
+def test_the_vfm_features_go_through_the_frozen_feature_cache(clip, texts, tmp_path, monkeypatch):
+    """vfm_cache: the VFM's features of a window are computed once, then read back bit for bit; the store is
+    named after the weights' identity (a file: its checksum), and random weights are refused."""
+    from safetensors.torch import save_file
+
+    from lseg_pacl.methods import proxyclip
+
+    torch.manual_seed(7)
+    source = build_vfm("vit_tiny_patch16_224", None)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "vfm.safetensors")
+    options = {"vfm": "vit_tiny_patch16_224", "vfm_weights": str(tmp_path / "vfm.safetensors"),
+               "vfm_cache": str(tmp_path / "cache"), "pad_multiple": 1}
+    calls = []
+    real = proxyclip.vfm_features
+    monkeypatch.setattr(proxyclip, "vfm_features", lambda *a: calls.append(1) or real(*a))
+    image = window(5, 32, 48).double()
+
+    def run(method):
+        with torch.no_grad():
+            return method.logits(clip, clip.trunk(image), image, texts, (32, 48))
+
+    first = run(build_method("proxyclip", options))
+    again = run(build_method("proxyclip", options))  # a new instance: the features come from disk
+    uncached = run(build_method("proxyclip", {**options, "vfm_cache": None}))
+    assert len(calls) == 2 and torch.equal(first, again) and torch.equal(first, uncached)
+    (store,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert len(list(store.glob("*.npy"))) == 1 and "sha256:" in (store / "meta.json").read_text()
+    with pytest.raises(ValueError, match="random ones"):
+        build_method("proxyclip", {**options, "vfm_weights": None})
