@@ -35,6 +35,8 @@ from data_modules.classnames import (
 )
 
 IGNORE_INDEX = 255
+# a dataset's validation split name -> its training split's, in the same naming scheme
+TRAINING_SPLIT_OF = {"validation": "training", "val2017": "train2017", "val": "train"}
 IGNORE_INDEX_16 = 65535  # the ignore index of the 16-bit TIFF benchmarks (CAT-Seg: ade847, pc459)
 LUT_SIZE = 1 << 16
 INVALID = -1
@@ -120,6 +122,16 @@ class Benchmark:
     masks: tuple[MaskName, ...] = PNG_MASK
     raw_lut: Callable[[], np.ndarray] | None = None  # raw ids of unconverted masks, when not a plain shift
     prepared: str = ""
+
+    def split_name(self, split: str | None) -> str:
+        """The split as this dataset names it on disk: ``val`` (or none) is its validation split, ``train``
+        its training split (ADE20K's ``validation`` / ``training``, COCO's ``val2017`` / ``train2017``); any
+        other name is taken as it is."""
+        if split in (None, "", "val"):
+            return self.default_split
+        if split == "train":
+            return TRAINING_SPLIT_OF.get(self.default_split, "train")
+        return split
 
     def class_names(self, dataset_dir: Path | None = None) -> tuple[str, ...]:
         if self.classes is not None:

@@ -46,6 +46,14 @@ def _image_id(entry: dict, key: str) -> int | None:
         return None
 
 
+CAPTION_SPLITS = {"train": "train2017", "val": "val2017"}  # the words a newcomer types -> COCO's names
+
+
+def caption_split(split: str | None) -> str:
+    """COCO's name of a split: ``train`` (or none) is train2017, ``val`` val2017; others as they are."""
+    return CAPTION_SPLITS.get(split or "train", split)
+
+
 def read_coco_captions(
     root: Path, split: str, problems: list[tuple[str, str]] | None = None
 ) -> list[CaptionRecord]:
@@ -53,6 +61,7 @@ def read_coco_captions(
 
     Empty or malformed annotations and images without a caption are skipped, counted in the log, and appended
     to ``problems`` as (reason, where) when a list is given."""
+    split = caption_split(split)
     ann_file = root / "annotations" / f"captions_{split}.json"
     image_dir = root / split
     if not ann_file.is_file():

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data_modules.bad_samples import BadSample
 from data_modules.benchmarks import BENCHMARKS
-from data_modules.captions import read_coco_captions
+from data_modules.captions import caption_split, read_coco_captions
 from data_modules.images import read_rgb
 from data_modules.segmentation import SegmentationSet
 from data_modules.shards import expand_urls, parse_sample, read_shard
@@ -120,7 +120,7 @@ def check_dataset(dataset: str, root: str, split: str | None = None, workers: in
                 "pairs_ok": ok, "label_hist": label_hist, "ignore_index": data.ignore_index,
                 "problems": listed, "problem_counts": dict(counts)}
     if dataset == "coco_captions":
-        split = split or "train2017"
+        split = caption_split(split)
         scan = _CocoScan(Path(root).expanduser(), split)
         ok, _, counts, listed, _ = _scan(scan, workers)
         for reason, where in scan.listing:

@@ -62,7 +62,7 @@ class SegmentationSet(Dataset):
                  max_images: int | None = None, augment: bool = False, seed: int = 0) -> None:
         self.bench: Benchmark = benchmark(name)
         self.dir = dataset_dir(self.bench, root)
-        self.split = split or self.bench.default_split
+        self.split = self.bench.split_name(split)
         why = self.bench.missing(self.dir, self.split)
         if why:
             raise FileNotFoundError(

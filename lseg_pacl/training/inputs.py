@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from data_modules.benchmarks import benchmark, dataset_dir
+from data_modules.captions import caption_split
 from data_modules.shards import ShardSource, expand_urls, is_local, local_path
 from lseg_pacl.errors import ConfigError, MissingInputError
 
@@ -117,13 +118,15 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     if train and t.format == "shards":
         _check_shards(cfg)
     elif train and t.format == "segmentation":
-        require_layout(t.dataset, train_root(cfg), t.split, "data.train.root")
+        split = benchmark(t.dataset).split_name(t.split)
+        require_layout(t.dataset, train_root(cfg), split, "data.train.root")
     elif train:
-        ann = train_root(cfg) / "annotations" / f"captions_{t.split}.json"
+        split = caption_split(t.split)
+        ann = train_root(cfg) / "annotations" / f"captions_{split}.json"
         if not ann.is_file():
             raise MissingInputError(
                 f"caption data not found: {ann} is missing. Download COCO captions "
-                f"(annotations/captions_{t.split}.json and {t.split}/*.jpg) and pass "
+                f"(annotations/captions_{split}.json and {split}/*.jpg) and pass "
                 f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/"
             )
     check_benchmarks(cfg)
@@ -134,7 +137,7 @@ def check_benchmarks(cfg: DictConfig, names: list[str] | None = None) -> dict[st
     roots = val_roots(cfg, names)
     for name, folder in roots.items():
         require_layout(
-            name, folder, cfg.data.val.split or benchmark(name).default_split, f"data.val.roots.{name}"
+            name, folder, benchmark(name).split_name(cfg.data.val.split), f"data.val.roots.{name}"
         )
     return roots
 

@@ -261,3 +261,27 @@ def test_ade847_folder_without_tif_files_says_how_to_make_them(tmp_path):
         tif.unlink()
     with pytest.raises(FileNotFoundError, match=r"no \*\.tif in"):
         SegmentationSet("ade847", tmp_path, None, T)
+
+
+def test_val_and_train_mean_each_dataset_s_own_split_names(tmp_path):
+    """What a newcomer types: split=val is ADE20K's validation, COCO's val2017, VOC's val; train alike."""
+    from data_modules.benchmarks import BENCHMARKS, benchmark
+
+    expected = {"ade20k": ("validation", "training"), "coco_stuff171": ("val2017", "train2017"),
+                "coco_object": ("val2017", "train2017"), "voc21": ("val", "train"),
+                "cityscapes": ("val", "train"), "ade847": ("validation", "training")}
+    for name, (val, train) in expected.items():
+        b = benchmark(name)
+        assert (b.split_name("val"), b.split_name(None), b.split_name("train")) == (val, val, train)
+        assert b.split_name("trainaug") == "trainaug"  # any other name as it is
+    assert all(b.split_name("val") == b.default_split for b in BENCHMARKS.values())
+    make_ade(tmp_path, split="validation", n=2)
+    data = SegmentationSet("ade20k", tmp_path, "val", transform=lambda **kw: kw)
+    assert data.split == "validation" and len(data) == 2
+
+
+def test_caption_splits_take_the_short_words_too():
+    from data_modules.captions import caption_split
+
+    assert [caption_split(s) for s in ("train", "val", None, "train2014")] == [
+        "train2017", "val2017", "train2017", "train2014"]
