@@ -427,7 +427,7 @@ def test_options_are_validated(options, message):
 def test_the_defaults_are_the_official_values_but_the_position_rule():
     method = build_method("proxyclip")
     assert method.options == {"vfm": "vit_base_patch8_224", "vfm_weights": "dino", "vfm_pos_embed": "timm",
-                              "beta": 1.2, "gamma": 3.0, "pad_multiple": 56}
+                              "beta": 1.2, "gamma": 3.0, "pad_multiple": 56, "vfm_cache": None}
     ProxyCLIP({"vfm": "vit_base_patch14_reg4_dinov2", "vfm_weights": "lvd142m"})  # the other official VFMs
     ProxyCLIP({"vfm": "vit_base_patch16_224", "vfm_weights": "dino"})
 
