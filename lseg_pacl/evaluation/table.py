@@ -11,13 +11,14 @@ here too; reading options and writing files is commands/table.py's job.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import math
 import string
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Result:
     protocol: dict
     preset: str | None  # settings.preset: "paper", "unified" or None; keeps a split method's rows apart
     source: Path
+    options: str = ""  # a digest of settings.method_options ("" for none): a method's variant, not a protocol
 
 
 @dataclass
@@ -173,9 +175,26 @@ def parse_results(path: Path) -> list[Result]:
                 protocol=protocol if known else {},
                 preset=settings.get("preset") if isinstance(settings.get("preset"), str) else None,
                 source=path,
+                options=_options_digest(settings.get("method_options")),
             )
         )
     return results
+
+
+def _options_digest(options: object) -> str:
+    if not isinstance(options, dict) or not options:
+        return ""
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
+def _variants_apart(results: list[Result]) -> list[Result]:
+    """A method label found with different options (settings.method_options) becomes one label per variant,
+    ``method {digest}``: two variants are never one cell, whatever their protocols."""
+    seen: dict[str, set[str]] = {}
+    for r in results:
+        seen.setdefault(r.method, set()).add(r.options)
+    return [replace(r, method=f"{r.method} {{{r.options or 'no options'}}}") if len(seen[r.method]) > 1 else r
+            for r in results]
 
 
 def load_results(files: Iterable[Path]) -> tuple[list[Result], list[tuple[Path, str]]]:
@@ -275,7 +294,7 @@ def build_table(
     results: list[Result], files: list[Path] | None = None, skipped: list[tuple[Path, str]] | None = None
 ) -> Table:
     """The table of these entries (in file order: a later duplicate replaces an earlier one)."""
-    rows = _rows(_latest(results))
+    rows = _rows(_latest(_variants_apart(results)))
     columns = _columns(rows)
     markers: dict[str, dict[str, str]] = {}
     protocols: dict[str, dict] = {}

@@ -256,6 +256,21 @@ def test_the_same_method_benchmark_and_protocol_twice_keeps_the_later_file(runs,
     assert table.rows[0].cells["ade20k"].source == runs["files"]["sclip"]
 
 
+def test_a_method_with_other_options_is_another_row_never_the_same_cell(runs, tmp_path):
+    """settings.method_options are a method's variant: the same label, benchmark and protocol with other
+    options gives one row per variant (``method {digest}``), not a later-file-wins cell."""
+    other = {"ade20k": entry("ade20k", {"wall": 0.5, "sky": 0.7}, "sclip", SLIDE)}
+    other["ade20k"]["settings"]["method_options"] = {"tau": 2.0}
+    later = write(tmp_path / "zz" / "results.json", other)
+    table = table_of(runs["files"]["sclip"], later)
+    labels = sorted(r.label for r in table.rows)
+    assert len(labels) == 2 and labels[0].startswith("sclip {") and "{no options}" in labels[1]
+    variant = next(r for r in table.rows if r.label != "sclip {no options}")
+    assert set(variant.cells) == {"ade20k"} and variant.cells["ade20k"].miou == pytest.approx(0.6)
+    same = dict(other)  # the same options twice: one variant, so the plain label
+    assert [r.label for r in table_of(later, write(tmp_path / "zy" / "results.json", same)).rows] == ["sclip"]
+
+
 def test_latex_is_a_booktabs_tabular_with_escaped_labels(runs):
     table = table_of(runs["root"])
     tex = latex(table)
