@@ -11,7 +11,7 @@ CKPT ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval table predict docs-example sweep agent test test-fast bench lint synth clean
+.PHONY: help install train eval table predict docs-example sweep agent test test-fast bench stress lint synth clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 
 bench: $(STAMP) ## speed/memory figures (about 5 min on 2 CPU cores) -> bench/results.json: make bench ARGS="suites=pacl_loss full=true"
 	$(PY) -m lseg_pacl bench $(ARGS)
+
+stress: $(STAMP) ## count stalls: the demo PACL stage and a DDP step, repeated under load: make stress ARGS="pacl=50 ddp=50"
+	$(PY) -m lseg_pacl stress $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check lseg_pacl data_modules tests

@@ -124,6 +124,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    import time
+
+    from lseg_pacl.stress.run import SCENARIOS, print_counts, run_stress
+
+    own = {"pacl": int, "ddp": int, "load": int, "stall_after": float, "steps": int, "clip": str, "out": str}
+    opts = key_values(args.options, own)
+    counts = {name: opts.get(name, 10) for name in SCENARIOS}
+    if any(n < 0 for n in counts.values()) or opts.get("load", 2) < 0 or opts.get("steps", 12) < 2:
+        raise ConfigError("stress: counts and load must be >= 0, steps >= 2")
+    out = Path(opts.get("out", f"stress/{time.strftime('%Y%m%d-%H%M%S')}"))
+    summary = run_stress(counts, out, opts.get("load", 2), opts.get("stall_after", 120.0),
+                         opts.get("steps", 12), opts.get("clip"))
+    print_counts(summary, out)
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     result = DATA_ACTIONS[args.action](args.options)
     print(json.dumps(result, indent=2 if args.action in ("check", "prepare") else None))
@@ -217,6 +234,14 @@ def parser() -> argparse.ArgumentParser:
         cmd_bench,
         "speed and memory figures to bench/results.json: lseg-pacl bench "
         "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]",
+        "options",
+    )
+    _command(
+        sub,
+        "stress",
+        cmd_stress,
+        "repeat the demo's PACL stage and a 2-process DDP step under CPU load, counting stalls: lseg-pacl "
+        "stress [pacl=10] [ddp=10] [load=2] [stall_after=120] [steps=12] [clip=CKPT] [out=DIR]",
         "options",
     )
     return p
