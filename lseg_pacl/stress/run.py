@@ -1,6 +1,7 @@
 """The stress scenarios and their loop: the demo's PACL stage (short, validating twice, so that training and
 validation DataLoader workers start several times) and the 2-process DDP step of the report that hung, run in
-turn under extra CPU load, with the demo's own logger (W&B offline, whose threads are part of what runs); ``summary.json`` holds every outcome and the counts."""
+turn under extra CPU load with the demo's own logger (W&B offline: its threads are part of what runs);
+``summary.json`` holds every outcome and the counts."""
 
 from __future__ import annotations
 
