@@ -219,8 +219,10 @@ class CaptionDataModule(L.LightningDataModule):
         epoch_of: Callable[[L.Trainer], int],
         val: L.LightningDataModule | None = None,
         seed: int = 0,
+        worker_timeout: float | None = None,
     ) -> None:
         super().__init__()
+        self.worker_timeout = worker_timeout  # seconds for one batch from a worker (workers.py)
         self.seed = seed
         self.make_train = make_train
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -247,9 +249,11 @@ class CaptionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if isinstance(self.train_set, ShardStream):
             self.set_epoch(self.current_epoch())  # the first iterator is made before on_train_epoch_start
-            return ResumableShardLoader(self.train_set, self.num_workers)  # fresh workers each epoch
+            # fresh workers each epoch
+            return ResumableShardLoader(self.train_set, self.num_workers, self.worker_timeout)
         return train_loader(
-            self.train_set, self.current_epoch, self.seed, self.batch_size, self.num_workers, collate_captions
+            self.train_set, self.current_epoch, self.seed, self.batch_size, self.num_workers,
+            collate_captions, self.worker_timeout,
         )
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -20,6 +20,7 @@ from data_modules.captions import caption_split, read_coco_captions
 from data_modules.images import read_rgb
 from data_modules.segmentation import SegmentationSet
 from data_modules.shards import expand_urls, parse_sample, read_shard
+from data_modules.workers import worker_options
 
 MAX_LISTED = 1000
 
@@ -92,11 +93,16 @@ def shard_urls(root: str) -> list[str]:
     return expand_urls([root])
 
 
+def _as_is(item: dict) -> dict:
+    return item
+
+
 def _scan(dataset: Dataset, workers: int, bins: int = 0) -> tuple[int, int, Counter, list, np.ndarray]:
     """(usable pairs, samples seen in shards, problem counts, listed problems, label histogram of
     ``bins``)."""
     ok, counts, listed, hist, seen = 0, Counter(), [], np.zeros(bins, dtype=np.int64), 0
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=lambda x: x)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                        **worker_options(workers))
     for item in loader:
         ok += item["ok"]
         seen += item.get("seen", 0)

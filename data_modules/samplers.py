@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data_modules.ranks import place
+from data_modules.workers import worker_options
 
 
 class EvalShardSampler(Sampler[int]):
@@ -138,9 +139,10 @@ def train_loader(
     batch_size: int,
     num_workers: int,
     collate_fn: Callable,
+    worker_timeout: float | None = None,
 ) -> ResumableLoader:
     """The shuffled, resumable training DataLoader of a map-style set for this process; ``epoch_of()`` is the
-    Trainer's epoch when an iteration starts."""
+    Trainer's epoch when an iteration starts; workers as in workers.py."""
     rank, world_size = place()
     sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch_of)
     return ResumableLoader(
@@ -151,4 +153,5 @@ def train_loader(
         num_workers=num_workers,
         collate_fn=collate_fn,
         persistent_workers=num_workers > 0,
+        **worker_options(num_workers, worker_timeout),
     )

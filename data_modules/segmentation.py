@@ -23,6 +23,7 @@ from data_modules.images import as_viewed, decode_rgb, read_label_png
 from data_modules.ranks import place
 from data_modules.samplers import eval_batches, sample_generator, train_loader
 from data_modules.transforms import seeded
+from data_modules.workers import worker_options
 
 __all__ = ["IGNORE_INDEX", "SegmentationSet", "SegmentationDataModule", "load_pair", "collate_segmentation"]
 
@@ -135,6 +136,7 @@ class SegmentationDataModule(L.LightningDataModule):
         train_batch_size: int = 8,
         seed: int = 0,
         epoch_of: Callable[[L.Trainer], int] | None = None,
+        worker_timeout: float | None = None,
     ) -> None:
         super().__init__()
         if not roots:
@@ -146,6 +148,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.max_images = max_images
         self.train, self.train_batch_size, self.seed = train, train_batch_size, seed
         self.epoch_of = epoch_of
+        self.worker_timeout = worker_timeout  # seconds for one batch from a worker (workers.py)
         self.val_sets: list[SegmentationSet] = []
         self.train_set: SegmentationSet | None = None
 
@@ -175,16 +178,25 @@ class SegmentationDataModule(L.LightningDataModule):
             self.train_batch_size,
             self.num_workers,
             collate_segmentation,
+            self.worker_timeout,
         )
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [val_loader(s, self.batch_size, self.num_workers, *place()) for s in self.val_sets]
+        return [val_loader(s, self.batch_size, self.num_workers, *place(), self.worker_timeout)
+                for s in self.val_sets]
 
 
 def val_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    worker_timeout: float | None = None,
 ) -> DataLoader:
-    """In order; under several processes each rank takes its share without padding (samplers.py)."""
+    """In order; under several processes each rank takes its share without padding (samplers.py); workers
+    as in workers.py."""
+    workers = worker_options(num_workers, worker_timeout)
     batches = eval_batches(dataset, batch_size, rank, world_size)
     if batches is None:
         return DataLoader(
@@ -194,6 +206,7 @@ def val_loader(
             num_workers=num_workers,
             collate_fn=collate_segmentation,
             persistent_workers=False,
+            **workers,
         )
     return DataLoader(
         dataset,
@@ -201,4 +214,5 @@ def val_loader(
         num_workers=num_workers,
         collate_fn=collate_segmentation,
         persistent_workers=False,
+        **workers,
     )

@@ -37,6 +37,7 @@ from data_modules.bad_samples import EVENTS, EXHAUSTED, SHARDS, BadSample
 from data_modules.images import Reduction, read_rgb
 from data_modules.nouns import extract_nouns
 from data_modules.ranks import distributed, place
+from data_modules.workers import worker_options
 
 STREAM = "data_stream"  # batch key: (worker, raw samples it read for this batch), for the stream's position
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -372,8 +373,9 @@ class ResumableShardLoader(DataLoader):
     the epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
     ``position`` is kept by the Trainer's callbacks (lseg_pacl/training/data_hooks.py)."""
 
-    def __init__(self, stream: ShardStream, num_workers: int) -> None:
-        super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False)
+    def __init__(self, stream: ShardStream, num_workers: int, worker_timeout: float | None = None) -> None:
+        super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False,
+                         **worker_options(num_workers, worker_timeout))
         self.begin_epoch(stream.epoch)
 
     def begin_epoch(self, epoch: int) -> None:

@@ -47,3 +47,11 @@ class Preempted(UserError):
     requeue."""
 
     exit_code = 75
+
+
+class Stalled(UserError):
+    """A wait ran past its bound (stall.*: a DataLoader batch, a collective, no progress at all): the run
+    wrote every thread's stack, saved its state where that state was consistent, and stopped. The SLURM
+    script requeues on this code as on preemption; ``resume`` continues."""
+
+    exit_code = 76

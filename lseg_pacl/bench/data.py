@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.shards import ShardSource, ShardStream
 from data_modules.transforms import caption_train_transform, segmentation_train_transform
+from data_modules.workers import worker_options
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -94,7 +95,7 @@ def shard_loader(urls: list[str], transform, n: int, workers: int) -> DataLoader
         resampled=False,
         shuffle_buffer=64,
     )
-    return DataLoader(stream, batch_size=None, num_workers=workers)
+    return DataLoader(stream, batch_size=None, num_workers=workers, **worker_options(workers))
 
 
 def data_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
@@ -114,6 +115,7 @@ def data_suite(full: bool, device: str = "cpu") -> dict[str, dict]:
                 batch_size=8,
                 num_workers=w,
                 collate_fn=collate_segmentation,
+                **worker_options(w),
             ),
         }
         for name, loader in runs.items():

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from lseg_pacl.commands.data import DATA_ACTIONS
 from lseg_pacl.commands.options import key_values
-from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError, UserError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError, Stalled, UserError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -273,4 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, Stalled):  # a stuck worker or rank may hold up the interpreter's exit: none of it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code

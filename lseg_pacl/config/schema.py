@@ -249,6 +249,16 @@ class LoggerConfig:
 
 
 @dataclass
+class StallConfig:
+    """Bounded waits, in seconds (0 or null: wait without limit). A run that stops making progress ends with
+    exit code 76 (``Stalled``) after saving its state where that state is consistent; see docs/training.md."""
+
+    watchdog: float | None = 1800.0  # no training step and no validation batch for this long
+    data_timeout: float | None = 600.0  # one batch from a DataLoader worker
+    collective_timeout: float | None = 1800.0  # any collective of the process group (DDP)
+
+
+@dataclass
 class RunConfig:
     root: str = "runs"  # runs/<experiment>/<run id>/
     dir: str | None = None  # an explicit run directory instead
@@ -270,6 +280,7 @@ class ExperimentConfig:
     # SLURM job's run when it has a checkpoint, else start it: what a requeued job passes).
     resume: str | None = None
     run: RunConfig = field(default_factory=RunConfig)
+    stall: StallConfig = field(default_factory=StallConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

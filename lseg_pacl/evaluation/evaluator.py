@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import centre_crop_transform, normalize_transform, uint8_transform
+from data_modules.workers import worker_options
 from lseg_pacl.config.loading import eval_for
 from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 from lseg_pacl.evaluation.diagnostics import Diagnostics
@@ -222,8 +223,9 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
     states = [_scored(m, name, data, proto, precision, device) for m in members]
     fn = _logits_fn(states)
     skips = SkipCounter(first.cfg.data.max_bad_fraction, f"eval {name}")
-    loader = DataLoader(data, batch_size=1, num_workers=first.cfg.data.num_workers,
-                        collate_fn=collate_segmentation)
+    workers = first.cfg.data.num_workers
+    loader = DataLoader(data, batch_size=1, num_workers=workers, collate_fn=collate_segmentation,
+                        **worker_options(workers, first.cfg.stall.data_timeout))
     with torch.no_grad(), autocast_for(precision, device):
         for index, batch in enumerate(loader):
             _count(skips, batch)

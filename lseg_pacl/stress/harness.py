@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lseg_pacl.stress.processes import command_line, describe, native_stacks, tree
+from lseg_pacl.processes import command_line, describe, native_stacks, tree
 
 
 @dataclass

@@ -230,6 +230,19 @@ class SaveLast(Callback):
         if rank() == 0:
             self._prune()
 
+    def save_here(self, trainer: L.Trainer) -> None:
+        """Save the current state from this process alone, with no collective (the stall stop: another rank
+        may never join one); only rank 0 writes, as the ranks' states are equal between steps."""
+        if rank() != 0:
+            return
+        if self.path.exists():
+            entry = read_manifest(self.path)
+            if entry is not None and entry["step"] != trainer.global_step:
+                _move(self.path, self.directory / f"last-step{entry['step']}.ckpt")
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.path)
+        self._prune()
+
     def _prune(self) -> None:
         previous = sorted(
             (

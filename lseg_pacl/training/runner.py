@@ -8,9 +8,11 @@ experiment (``stages``) runs each stage in a sub-directory of one run directory,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from lseg_pacl.training.loggers import build_loggers
 from lseg_pacl.training.plan import RunPlan, plan_run, plan_stage
 from lseg_pacl.training.preemption import PreemptionHandler
 from lseg_pacl.training.spec import run_spec
+from lseg_pacl.training.stall import StallGuard, strategy_with_timeout
 from lseg_pacl.training.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,11 @@ def _write_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
-    return {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
+    """trainer.*, with a DDP strategy's collectives bounded by stall.collective_timeout."""
+    kwargs = {k: v for k, v in to_plain(cfg.trainer).items() if v is not None}
+    if "strategy" in kwargs:
+        kwargs["strategy"] = strategy_with_timeout(kwargs["strategy"], cfg.stall.collective_timeout)
+    return kwargs
 
 
 def make_trainer(max_bad_fraction: float, callbacks: list | None = None, **kwargs: Any) -> L.Trainer:
@@ -95,6 +102,7 @@ def fit(plan: RunPlan) -> dict:
     module, data = build_model_and_data(cfg)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
     save_last = next(c for c in callbacks if isinstance(c, SaveLast))
+    guard = StallGuard(save_last, run_dir / "stalls", cfg.stall.watchdog, str(cfg.run.experiment))
     trainer = make_trainer(
         cfg.data.max_bad_fraction,
         [
@@ -102,6 +110,7 @@ def fit(plan: RunPlan) -> dict:
             LearningRateMonitor(logging_interval="step"),
             StepSeed(cfg.seed),
             PreemptionHandler(save_last),
+            guard,  # after PreemptionHandler: its collective at a step's start is still between steps
         ],
         **trainer_kwargs(cfg),
         default_root_dir=str(run_dir),
@@ -109,9 +118,10 @@ def fit(plan: RunPlan) -> dict:
     )
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     clear_unfinished_saves(run_dir / "checkpoints")
-    trainer.fit(module, datamodule=data, ckpt_path=str(plan.start_from) if plan.start_from else None)
-    save_last.save(trainer)  # the final state, the one summary.json reports
-    final = trainer.validate(module, datamodule=data, verbose=False)
+    with stops_on_stall(guard):
+        trainer.fit(module, datamodule=data, ckpt_path=str(plan.start_from) if plan.start_from else None)
+        save_last.save(trainer)  # the final state, the one summary.json reports
+        final = trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: float(v) for k, v in (final[0] if final else {}).items()}
     best_path = next((c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), "")
     summary = {
@@ -126,6 +136,20 @@ def fit(plan: RunPlan) -> dict:
     if rank() == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+@contextlib.contextmanager
+def stops_on_stall(guard: StallGuard) -> Iterator[None]:
+    """A stall the guard recognised leaves as ``Stalled`` (exit code 76), whatever the Trainer raised."""
+    try:
+        yield
+    except BaseException:
+        if guard.stalled is not None:
+            raise guard.stalled from None
+        raise
+    finally:
+        if guard.stalled is None:
+            guard.stop()
 
 
 def print_summary(summary: dict) -> None:

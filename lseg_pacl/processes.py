@@ -1,6 +1,7 @@
 """A process tree read from /proc, and what can be learnt about each process without stopping it: its
 command line, each thread's kernel wait channel and kernel stack, and (with gdb on the machine) its native
-stack."""
+stack. Used by the trainer's stall guard (training/stall.py) and by ``make stress``. Where there is no /proc
+(macOS, Windows) a tree is the process alone and a description its pid."""
 
 from __future__ import annotations
 
@@ -70,3 +71,13 @@ def native_stacks(pid: int, timeout: float = 60.0) -> str:
         return f"<gdb timed out after {timeout:.0f} s>"
     keep = [line for line in out.stdout.splitlines() if line.startswith(("#", "Thread"))]
     return "\n".join(keep) if keep else out.stderr.strip()[-2000:]
+
+
+def forkserver_workers(pid: int) -> list[int]:
+    """The DataLoader workers of ``pid``: the children of its forkserver (data_modules/workers.py),
+    the only processes that answer SIGUSR2 with their Python stacks."""
+    found = []
+    for child in children(pid):
+        if "multiprocessing.forkserver" in command_line(child):
+            found += children(child)
+    return found
