@@ -132,7 +132,7 @@ class StallGuard(Callback):
         self._beat, self._phase = time.monotonic(), phase
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._progress(f"{stage}: starting")
+        self._progress(f"{getattr(stage, 'value', stage)}: starting")
         self._done.clear()
         if self.watchdog and threading.current_thread() is threading.main_thread() and INTERRUPT:
             self._previous_handler = signal.signal(INTERRUPT, self._interrupted)
@@ -246,9 +246,11 @@ class StallGuard(Callback):
         if not self._between_steps or trainer.state.fn != "fit" or trainer.global_step == 0:
             return f"The state was not between steps: resume continues from the newest checkpoint in " \
                    f"{self.save_last.directory}."
-        if rank() == 0:
-            try:
-                self.save_last.save_here(trainer)
-            except Exception as exc:  # noqa: BLE001 - the stop goes on; the older checkpoints stand
-                return f"Saving the state failed ({exc}); the older checkpoints stand."
+        if rank() != 0:
+            return f"Rank 0 writes the checkpoints: resume continues from the newest in " \
+                   f"{self.save_last.directory}."
+        try:
+            self.save_last.save_here(trainer)
+        except Exception as exc:  # noqa: BLE001 - the stop goes on; the older checkpoints stand
+            return f"Saving the state failed ({exc}); the older checkpoints stand."
         return f"The state at step {trainer.global_step} is saved in {self.save_last.path}."

@@ -208,13 +208,13 @@ def test_a_rank_that_stops_joining_collectives_stops_every_rank_and_it_resumes_b
 ):
     target = tmp_path / "stalled"
     args = [*common(world, tmp_path), f"run.dir={target}"]
-    bounds = ["stall.collective_timeout=4", "stall.watchdog=10"]
+    bounds = ["stall.collective_timeout=5", "stall.watchdog=30"]  # rank 1's start may take 20 s under load
     codes, errs = run_pair(tmp_path, [*args, *bounds], SLEEP_RANK=1, SLEEP_STEP=4)
     assert codes == [STALLED, STALLED], errs[0][-3000:] + "\n-----\n" + errs[1][-3000:]
     assert "rank 0 stalled" in errs[0] and "stall.collective_timeout" in errs[0]
     assert "rank 1 stalled" in errs[1] and "stall.watchdog" in errs[1]
-    reports = stall_report(target)
-    assert len(reports) == 2 and "StopJoiningAt" in "".join(reports)  # rank 1's stacks show where it hangs
+    reports = stall_report(target)  # one per rank; rank 1's shows where it hangs: the hook that never returns
+    assert len(reports) == 2 and "launch.py\", line 20 in on_train_batch_start" in reports[1], reports[1]
     assert state(target)["global_step"] == 4  # rank 0 saved at the step boundary where it waited
     codes, errs = run_pair(tmp_path, [*args, f"resume={target}"])
     assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
