@@ -6,6 +6,9 @@
 # Preemption and time limits: SLURM sends SIGUSR1 to every task 120 s before the limit (--signal); the run saves
 # its state before its next step and exits with code 75; this script then requeues the job, which keeps its job
 # id, and the requeued job's `resume=auto` continues the same run exactly where it stopped.
+# Stalls: a run that stops making progress (a hung DataLoader worker, a rank that stops joining collectives;
+# bounds in stall.*) writes its stacks under <run>/stalls/, saves its state where it is consistent and exits
+# with code 76; it is requeued the same way.
 #SBATCH --job-name=pacl_vitb16
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=4
@@ -21,7 +24,7 @@ export DATA_ROOT="${DATA_ROOT:-/data}"
 srun .venv/bin/python -m lseg_pacl train pacl_vitb16 resume=auto \
     trainer.num_nodes=2 trainer.devices=4 trainer.strategy=ddp data.batch_size=512 "$@"
 status=$?
-if [ "${status}" -eq 75 ]; then  # preempted or out of time: state saved, go again
+if [ "${status}" -eq 75 ] || [ "${status}" -eq 76 ]; then  # preempted, out of time or stalled: go again
     scontrol requeue "${SLURM_JOB_ID}"
     exit 0
 fi

@@ -10,7 +10,8 @@ exactly the logits it would get alone (tests).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +24,9 @@ from torch.utils.data import DataLoader
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import centre_crop_transform, normalize_transform, uint8_transform
-from data_modules.workers import worker_options
+from data_modules.workers import timed_out, worker_options
 from lseg_pacl.config.loading import eval_for
-from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError, Stalled
 from lseg_pacl.evaluation.diagnostics import Diagnostics
 from lseg_pacl.evaluation.inference import Protocol, infer
 from lseg_pacl.evaluation.labels import LabelSet
@@ -226,7 +227,7 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
     workers = first.cfg.data.num_workers
     loader = DataLoader(data, batch_size=1, num_workers=workers, collate_fn=collate_segmentation,
                         **worker_options(workers, first.cfg.stall.data_timeout))
-    with torch.no_grad(), autocast_for(precision, device):
+    with torch.no_grad(), autocast_for(precision, device), _stall_stops(name, first.cfg.stall.data_timeout):
         for index, batch in enumerate(loader):
             _count(skips, batch)
             if "image" not in batch:
@@ -259,6 +260,22 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
             result["analysis"] = s.diagnostics.result()
         results.append(result)
     return results
+
+
+@contextlib.contextmanager
+def _stall_stops(benchmark: str, seconds: float | None) -> Iterator[None]:
+    """A DataLoader worker that took longer than stall.data_timeout for one image: a stop with its own exit
+    code, never a traceback or a wait without end."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if timed_out(exc):
+            raise Stalled(
+                f"eval {benchmark}: a DataLoader worker gave no image for {seconds:g} s "
+                f"(stall.data_timeout); the data may be on a file system that stopped answering. Raise it or "
+                f"run with data.num_workers=0 to see where it waits"
+            ) from None
+        raise
 
 
 def _outputs(s: _Scored, name: str, data: SegmentationSet, index: int, image: torch.Tensor,

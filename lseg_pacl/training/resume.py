@@ -37,6 +37,7 @@ RESUME_MAY_CHANGE = (
     "data.val.",
     "data.max_bad_fraction",
     "optim.max_nonfinite_steps",
+    "stall.",
 )
 
 
