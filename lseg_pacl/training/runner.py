@@ -118,7 +118,7 @@ def fit(plan: RunPlan) -> dict:
     )
     _write_config(cfg, run_dir)  # only once everything is built: a failed start leaves no run behind
     clear_unfinished_saves(run_dir / "checkpoints")
-    with stops_on_stall(guard):
+    with stops_on_stall(guard, trainer):
         trainer.fit(module, datamodule=data, ckpt_path=str(plan.start_from) if plan.start_from else None)
         save_last.save(trainer)  # the final state, the one summary.json reports
         final = trainer.validate(module, datamodule=data, verbose=False)
@@ -139,11 +139,14 @@ def fit(plan: RunPlan) -> dict:
 
 
 @contextlib.contextmanager
-def stops_on_stall(guard: StallGuard) -> Iterator[None]:
-    """A stall the guard recognised leaves as ``Stalled`` (exit code 76), whatever the Trainer raised."""
+def stops_on_stall(guard: StallGuard, trainer: L.Trainer) -> Iterator[None]:
+    """A stall leaves as ``Stalled`` (exit code 76), whatever the Trainer raised, and also where the Trainer
+    did not pass the error to its callbacks."""
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
+        if guard.stalled is None:
+            guard.on_exception(trainer, trainer.lightning_module, exc)
         if guard.stalled is not None:
             raise guard.stalled from None
         raise

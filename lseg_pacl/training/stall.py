@@ -7,8 +7,9 @@ Three bounded waits (``stall.*``, seconds) turn a stall into an error:
 - ``data_timeout``: one batch from a DataLoader worker (data_modules/workers.py);
 - ``collective_timeout``: any collective of the process group (``strategy_with_timeout``);
 - ``watchdog``: no training step and no validation batch at all. A thread of ``StallGuard`` notices, writes
-  the stacks and interrupts the main thread (SIGUSR2, whose handler raises ``Stalled``); a main thread stuck
-  in C code that never returns to Python is ended by the thread itself after a grace period (``os._exit``).
+  the stacks and interrupts the main thread (SIGUSR2, whose handler raises ``StallInterrupt``); a main
+  thread stuck in C code that never returns to Python is ended by the thread itself after a grace period
+  (``os._exit``).
 
 The state is consistent, and saved (rank 0, without any collective, since another rank may be the one that
 stalled), only between training steps: waiting for the next batch, or in the collective at a step's start
@@ -41,6 +42,11 @@ from lseg_pacl.training.checkpointing import SaveLast
 log = logging.getLogger(__name__)
 
 INTERRUPT = getattr(signal, "SIGUSR2", None)
+
+
+class StallInterrupt(BaseException):
+    """Raised in the main thread by the watchdog's signal; a BaseException, so that no ``except Exception``
+    on the way (a dataset's bad-sample handling, say) can take it for a bad sample and carry on."""
 _COLLECTIVE_FAILURES = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
 
 
@@ -121,6 +127,7 @@ class StallGuard(Callback):
         self._between_steps = False  # the state is that of a whole number of steps (see the module doc)
         self._before_validation = False
         self._fired: str | None = None  # why the watchdog fired
+        self._stacks: Path | None = None  # where this rank's stacks were written
         self._deadline: float | None = None  # after a stall: the process ends by then, whatever happens
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,7 +191,7 @@ class StallGuard(Callback):
     # ------------------------------------------------------------------------------------------ stalls
 
     def _interrupted(self, signum, frame) -> None:
-        raise Stalled(f"no progress for {self.watchdog:.0f} s (stall.watchdog)")
+        raise StallInterrupt(f"no progress for {self.watchdog:.0f} s (stall.watchdog)")
 
     def _watch(self) -> None:
         while not self._done.wait(min(2.0, max(0.2, (self.watchdog or 8) / 8))):
@@ -201,7 +208,7 @@ class StallGuard(Callback):
     def _record(self, reason: str) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.stacks_dir / f"{stamp}-rank{rank()}.txt"
-        if not getattr(self, "_stacks", None):
+        if self._stacks is None:
             header = f"rank {rank()} stalled in {self.where}, {self._phase}: {reason}"
             self._stacks = write_stacks(path, header)
             log.error("rank %d stalled (%s); stacks in %s", rank(), reason, self._stacks)
@@ -216,7 +223,7 @@ class StallGuard(Callback):
                 pass
         message = (
             f"error: rank {rank()} stalled in {self.where}, {self._phase} ({self._fired or why}); {why}. "
-            f"Stacks: {getattr(self, '_stacks', self.stacks_dir)}. Nothing was saved now; resume continues "
+            f"Stacks: {self._stacks or self.stacks_dir}. Nothing was saved now; resume continues "
             f"from the newest checkpoint in {self.save_last.directory}."
         )
         print(message, file=sys.stderr, flush=True)
@@ -225,7 +232,7 @@ class StallGuard(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, Stalled):
+        if isinstance(exception, StallInterrupt):
             reason = self._fired or str(exception)
         elif timed_out(exception):
             reason = f"{exception} (stall.data_timeout)"
@@ -233,10 +240,9 @@ class StallGuard(Callback):
             reason = f"a collective failed: {str(exception).splitlines()[0][:300]} (stall.collective_timeout)"
         else:
             return
-        if self._deadline is None:
-            self._deadline = time.monotonic() + self.grace
         stacks = self._record(reason)
         saved = self._save_if_consistent(trainer)
+        self._deadline = time.monotonic() + self.grace  # for the rest of the stop (teardown, loggers)
         self.stalled = Stalled(
             f"rank {rank()} stalled in {self.where}, {self._phase}: {reason}. Stacks: {stacks}. {saved} "
             f"Continue with resume={self.save_last.directory.parent} (or resume=auto)."

@@ -216,6 +216,6 @@ def test_a_rank_that_stops_joining_collectives_stops_every_rank_and_it_resumes_b
     reports = stall_report(target)  # one per rank; rank 1's shows where it hangs: the hook that never returns
     assert len(reports) == 2 and "launch.py\", line 20 in on_train_batch_start" in reports[1], reports[1]
     assert state(target)["global_step"] == 4  # rank 0 saved at the step boundary where it waited
-    codes, errs = run_pair(tmp_path, [*args, f"resume={target}"])
+    codes, errs = run_pair(tmp_path, [*args, "resume=auto"])  # what the requeued SLURM job runs
     assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
     assert_same_end(state(target), ddp_reference)
