@@ -47,6 +47,8 @@ INTERRUPT = getattr(signal, "SIGUSR2", None)
 class StallInterrupt(BaseException):
     """Raised in the main thread by the watchdog's signal; a BaseException, so that no ``except Exception``
     on the way (a dataset's bad-sample handling, say) can take it for a bad sample and carry on."""
+
+
 _COLLECTIVE_FAILURES = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
 
 
@@ -57,10 +59,9 @@ def strategy_with_timeout(name: object, seconds: float | None) -> object:
         return name
     from lightning.pytorch.strategies import StrategyRegistry
 
-    entry = StrategyRegistry.get(name) if name in StrategyRegistry else None
-    if entry is None:
+    if name not in StrategyRegistry:
         return name
-    cls = type(entry)
+    cls = StrategyRegistry[name]["strategy"]
     if "timeout" not in inspect.signature(cls.__init__).parameters:
         return name
     params = {**StrategyRegistry[name]["init_params"], "timeout": timedelta(seconds=float(seconds))}
