@@ -219,10 +219,8 @@ class CaptionDataModule(L.LightningDataModule):
         epoch_of: Callable[[L.Trainer], int],
         val: L.LightningDataModule | None = None,
         seed: int = 0,
-        worker_timeout: float | None = None,
     ) -> None:
         super().__init__()
-        self.worker_timeout = worker_timeout  # seconds for one batch from a worker (workers.py)
         self.seed = seed
         self.make_train = make_train
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -250,10 +248,9 @@ class CaptionDataModule(L.LightningDataModule):
         if isinstance(self.train_set, ShardStream):
             self.set_epoch(self.current_epoch())  # the first iterator is made before on_train_epoch_start
             # fresh workers each epoch
-            return ResumableShardLoader(self.train_set, self.num_workers, self.worker_timeout)
+            return ResumableShardLoader(self.train_set, self.num_workers)
         return train_loader(
-            self.train_set, self.current_epoch, self.seed, self.batch_size, self.num_workers,
-            collate_captions, self.worker_timeout,
+            self.train_set, self.current_epoch, self.seed, self.batch_size, self.num_workers, collate_captions
         )
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -139,7 +139,6 @@ def train_loader(
     batch_size: int,
     num_workers: int,
     collate_fn: Callable,
-    worker_timeout: float | None = None,
 ) -> ResumableLoader:
     """The shuffled, resumable training DataLoader of a map-style set for this process; ``epoch_of()`` is the
     Trainer's epoch when an iteration starts; workers as in workers.py."""
@@ -153,5 +152,5 @@ def train_loader(
         num_workers=num_workers,
         collate_fn=collate_fn,
         persistent_workers=num_workers > 0,
-        **worker_options(num_workers, worker_timeout),
+        **worker_options(num_workers),
     )

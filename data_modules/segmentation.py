@@ -136,7 +136,6 @@ class SegmentationDataModule(L.LightningDataModule):
         train_batch_size: int = 8,
         seed: int = 0,
         epoch_of: Callable[[L.Trainer], int] | None = None,
-        worker_timeout: float | None = None,
     ) -> None:
         super().__init__()
         if not roots:
@@ -148,7 +147,6 @@ class SegmentationDataModule(L.LightningDataModule):
         self.max_images = max_images
         self.train, self.train_batch_size, self.seed = train, train_batch_size, seed
         self.epoch_of = epoch_of
-        self.worker_timeout = worker_timeout  # seconds for one batch from a worker (workers.py)
         self.val_sets: list[SegmentationSet] = []
         self.train_set: SegmentationSet | None = None
 
@@ -178,12 +176,10 @@ class SegmentationDataModule(L.LightningDataModule):
             self.train_batch_size,
             self.num_workers,
             collate_segmentation,
-            self.worker_timeout,
         )
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [val_loader(s, self.batch_size, self.num_workers, *place(), self.worker_timeout)
-                for s in self.val_sets]
+        return [val_loader(s, self.batch_size, self.num_workers, *place()) for s in self.val_sets]
 
 
 def val_loader(
@@ -192,11 +188,10 @@ def val_loader(
     num_workers: int,
     rank: int = 0,
     world_size: int = 1,
-    worker_timeout: float | None = None,
 ) -> DataLoader:
     """In order; under several processes each rank takes its share without padding (samplers.py); workers
     as in workers.py."""
-    workers = worker_options(num_workers, worker_timeout)
+    workers = worker_options(num_workers)
     batches = eval_batches(dataset, batch_size, rank, world_size)
     if batches is None:
         return DataLoader(

@@ -373,9 +373,9 @@ class ResumableShardLoader(DataLoader):
     the epoch is saved in checkpoints and restored (the stream then continues exactly; see ``resume_at``).
     ``position`` is kept by the Trainer's callbacks (lseg_pacl/training/data_hooks.py)."""
 
-    def __init__(self, stream: ShardStream, num_workers: int, worker_timeout: float | None = None) -> None:
+    def __init__(self, stream: ShardStream, num_workers: int) -> None:
         super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False,
-                         **worker_options(num_workers, worker_timeout))
+                         **worker_options(num_workers))
         self.begin_epoch(stream.epoch)
 
     def begin_epoch(self, epoch: int) -> None:

@@ -13,8 +13,8 @@ A worker started so has the forkserver for parent, and torch's own check that it
 watch the forkserver: ``WorkerStart`` (every loader's ``worker_init_fn``) makes each worker end with the
 process that owns its loader instead, and seeds it as Lightning's own worker_init_fn would have.
 
-``timeout`` bounds the wait for one batch: a worker that hangs becomes an error in the training process
-("DataLoader timed out"), which the trainer turns into a stall stop (lseg_pacl/training/stall.py).
+How long a batch may take is bounded by the process that waits for it (lseg_pacl/deadline.py), not by the
+DataLoader's own ``timeout``, which would also delay torch's check that the workers still live.
 """
 
 from __future__ import annotations
@@ -49,11 +49,6 @@ _preloaded = False
 def stacks_file(server_pid: int) -> Path:
     """Where the workers of forkserver ``server_pid`` append their stacks on SIGUSR2 (worker_stacks.py)."""
     return Path(tempfile.gettempdir()) / f"lseg_pacl-worker-stacks-{server_pid}.txt"
-
-
-def timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is a DataLoader's batch timeout (torch raises a bare RuntimeError for it)."""
-    return isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader timed out after")
 
 
 def start_method() -> str:
@@ -99,10 +94,9 @@ class WorkerStart:
             pl_worker_init_function(worker_id, rank=self.rank)
 
 
-def worker_options(num_workers: int, timeout: float | None = None) -> dict[str, Any]:
-    """The DataLoader arguments for ``num_workers`` workers: how they start, what each runs first, and the
-    batch timeout in seconds (None or 0: wait without limit). Nothing for ``num_workers == 0`` (batches are
-    made in this process)."""
+def worker_options(num_workers: int) -> dict[str, Any]:
+    """The DataLoader arguments for ``num_workers`` workers: how they start and what each runs first.
+    Nothing for ``num_workers == 0`` (batches are made in this process)."""
     global _preloaded
     if num_workers <= 0:
         return {}
@@ -113,5 +107,4 @@ def worker_options(num_workers: int, timeout: float | None = None) -> dict[str, 
     return {
         "multiprocessing_context": multiprocessing.get_context(method),
         "worker_init_fn": WorkerStart(),
-        "timeout": float(timeout or 0),
     }

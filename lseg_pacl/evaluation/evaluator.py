@@ -11,6 +11,8 @@ exactly the logits it would get alone (tests).
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,9 @@ from torch.utils.data import DataLoader
 from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import centre_crop_transform, normalize_transform, uint8_transform
-from data_modules.workers import timed_out, worker_options
+from data_modules.workers import worker_options
 from lseg_pacl.config.loading import eval_for
+from lseg_pacl.deadline import Deadline, StallInterrupt
 from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError, Stalled
 from lseg_pacl.evaluation.diagnostics import Diagnostics
 from lseg_pacl.evaluation.inference import Protocol, infer
@@ -226,9 +229,12 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
     skips = SkipCounter(first.cfg.data.max_bad_fraction, f"eval {name}")
     workers = first.cfg.data.num_workers
     loader = DataLoader(data, batch_size=1, num_workers=workers, collate_fn=collate_segmentation,
-                        **worker_options(workers, first.cfg.stall.data_timeout))
-    with torch.no_grad(), autocast_for(precision, device), _stall_stops(name, first.cfg.stall.data_timeout):
+                        **worker_options(workers))
+    bound = first.cfg.stall.data_timeout
+    with torch.no_grad(), autocast_for(precision, device), _bounded_waits(name, bound) as deadline:
+        deadline.beat("waiting for the first image", bound, "stall.data_timeout")
         for index, batch in enumerate(loader):
+            deadline.beat(f"scoring image {index}", None)
             _count(skips, batch)
             if "image" not in batch:
                 continue
@@ -245,6 +251,7 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
                         1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
                     s.diagnostics.update(x, mask, s.first_names, s.labels.scored, proto.short_side,
                                          module.patch_size, data.ignore_index)
+            deadline.beat(f"waiting for image {index + 1}", bound, "stall.data_timeout")
     _count(skips)
     results = []
     for s in states:
@@ -263,19 +270,26 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
 
 
 @contextlib.contextmanager
-def _stall_stops(benchmark: str, seconds: float | None) -> Iterator[None]:
-    """A DataLoader worker that took longer than stall.data_timeout for one image: a stop with its own exit
-    code, never a traceback or a wait without end."""
+def _bounded_waits(benchmark: str, seconds: float | None) -> Iterator[Deadline]:
+    """No image for stall.data_timeout seconds: a stop with its own exit code (76), never a wait without
+    end (lseg_pacl/deadline.py)."""
+    message = (f"eval {benchmark}: no image from the DataLoader for {seconds} s (stall.data_timeout); the "
+               f"data may be on a file system that stopped answering. Raise the bound, or run with "
+               f"data.num_workers=0 to see where it waits")
+
+    def hard_exit(why: str) -> None:
+        print(f"error: {message} ({why})", file=sys.stderr, flush=True)
+        os._exit(Stalled.exit_code)
+
+    deadline = Deadline(lambda reason: None, hard_exit, grace=30.0)
+    if seconds:
+        deadline.start()
     try:
-        yield
-    except RuntimeError as exc:
-        if timed_out(exc):
-            raise Stalled(
-                f"eval {benchmark}: a DataLoader worker gave no image for {seconds:g} s "
-                f"(stall.data_timeout); the data may be on a file system that stopped answering. Raise it or "
-                f"run with data.num_workers=0 to see where it waits"
-            ) from None
-        raise
+        yield deadline
+    except StallInterrupt:
+        raise Stalled(message) from None
+    finally:
+        deadline.stop()
 
 
 def _outputs(s: _Scored, name: str, data: SegmentationSet, index: int, image: torch.Tensor,

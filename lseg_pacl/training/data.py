@@ -41,7 +41,6 @@ def build_val_data(
         train_batch_size=cfg.data.batch_size,
         seed=cfg.seed,
         epoch_of=epoch_in_progress,
-        worker_timeout=cfg.stall.data_timeout,
     )
     try:
         data.setup("validate")  # reads the file lists now: a wrong layout stops here, with its path
@@ -111,7 +110,6 @@ def _captions(cfg: DictConfig, spec: RunSpec, cache: FeatureStores | None) -> Ca
         epoch_in_progress,
         val=build_val_data(cfg, spec),
         seed=cfg.seed,
-        worker_timeout=cfg.stall.data_timeout,
     )
     try:
         data.setup("fit")

@@ -32,6 +32,7 @@ class PreemptionHandler(Callback):
     def __init__(self, save_last: SaveLast) -> None:
         self.save_last = save_last
         self.received: int | None = None
+        self.checking = False  # in the collective that opens a step: still between steps (training/stall.py)
         self._previous: dict[int, object] = {}
 
     def _on_signal(self, signum: int, frame) -> None:
@@ -65,7 +66,9 @@ class PreemptionHandler(Callback):
             return  # mid-accumulation: the gradients gathered so far are not in a checkpoint
         flag = torch.tensor([0.0 if self.received is None else 1.0], device=pl_module.device)
         if distributed():
+            self.checking = True
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.checking = False
         if flag.item() == 0.0:
             return
         name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"

@@ -102,15 +102,17 @@ def fit(plan: RunPlan) -> dict:
     module, data = build_model_and_data(cfg)
     callbacks = checkpoint_callbacks(run_dir / "checkpoints", cfg.run.keep_last)
     save_last = next(c for c in callbacks if isinstance(c, SaveLast))
-    guard = StallGuard(save_last, run_dir / "stalls", cfg.stall.watchdog, str(cfg.run.experiment))
+    preemption = PreemptionHandler(save_last)
+    guard = StallGuard(save_last, run_dir / "stalls", cfg.stall.watchdog, cfg.stall.data_timeout,
+                       str(cfg.run.experiment), preemption)
     trainer = make_trainer(
         cfg.data.max_bad_fraction,
         [
+            guard,  # first: a batch that arrived ends the wait for it before any other hook runs
             *callbacks,
             LearningRateMonitor(logging_interval="step"),
             StepSeed(cfg.seed),
-            PreemptionHandler(save_last),
-            guard,  # after PreemptionHandler: its collective at a step's start is still between steps
+            preemption,
         ],
         **trainer_kwargs(cfg),
         default_root_dir=str(run_dir),

@@ -4,12 +4,14 @@ preemption; ``resume`` continues it exactly.
 
 Three bounded waits (``stall.*``, seconds) turn a stall into an error:
 
-- ``data_timeout``: one batch from a DataLoader worker (data_modules/workers.py);
+- ``data_timeout``: one batch from the DataLoader;
 - ``collective_timeout``: any collective of the process group (``strategy_with_timeout``);
-- ``watchdog``: no training step and no validation batch at all. A thread of ``StallGuard`` notices, writes
-  the stacks and interrupts the main thread (SIGUSR2, whose handler raises ``StallInterrupt``); a main
-  thread stuck in C code that never returns to Python is ended by the thread itself after a grace period
-  (``os._exit``).
+- ``watchdog``: anything else (a training step, a validation batch, the start).
+
+The first and last are kept by a ``Deadline`` (lseg_pacl/deadline.py) that ``StallGuard`` tells what the run
+is doing: when a phase runs out it writes the stacks and interrupts the main thread (``StallInterrupt``); a
+main thread stuck in C code that never returns to Python is ended by the deadline's thread after a grace
+period (``os._exit``).
 
 The state is consistent, and saved (rank 0, without any collective, since another rank may be the one that
 stalled), only between training steps: waiting for the next batch, or in the collective at a step's start
@@ -25,7 +27,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -34,20 +35,14 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from data_modules.ranks import rank
-from data_modules.workers import stacks_file, timed_out
+from data_modules.workers import stacks_file
+from lseg_pacl.deadline import INTERRUPT, Deadline, StallInterrupt
 from lseg_pacl.errors import Stalled
 from lseg_pacl.processes import describe, forkserver_workers
 from lseg_pacl.training.checkpointing import SaveLast
+from lseg_pacl.training.preemption import PreemptionHandler
 
 log = logging.getLogger(__name__)
-
-INTERRUPT = getattr(signal, "SIGUSR2", None)
-
-
-class StallInterrupt(BaseException):
-    """Raised in the main thread by the watchdog's signal; a BaseException, so that no ``except Exception``
-    on the way (a dataset's bad-sample handling, say) can take it for a bad sample and carry on."""
-
 
 _COLLECTIVE_FAILURES = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
 
@@ -113,105 +108,99 @@ def _worker_stack(pid: int, wait: float = 1.0) -> str:
 
 
 class StallGuard(Callback):
-    """Keeps the heartbeat (training steps, validation batches), runs the watchdog thread, and turns a stall
-    (watchdog, DataLoader timeout, failed collective) into ``stalled``: the message the runner raises as
-    ``Stalled`` once the Trainer has returned. Placed after ``PreemptionHandler``, whose collective at a
-    step's start still counts as between steps."""
+    """Tells the deadline (lseg_pacl/deadline.py) what the run is doing and how long that may take: a batch
+    from the DataLoader ``data_timeout``, anything else ``watchdog``; and turns a stall (a phase that ran out,
+    a failed collective) into ``stalled``: the message the runner raises as ``Stalled`` once the Trainer has
+    returned. Placed first among the callbacks; the collective of ``preemption`` at a step's start still
+    counts as between steps."""
 
-    def __init__(self, save_last: SaveLast, stacks_dir: Path, watchdog: float | None, where: str) -> None:
+    def __init__(
+        self,
+        save_last: SaveLast,
+        stacks_dir: Path,
+        watchdog: float | None,
+        data_timeout: float | None,
+        where: str,
+        preemption: PreemptionHandler | None = None,
+    ) -> None:
+        self.preemption = preemption
         self.save_last, self.stacks_dir, self.where = save_last, Path(stacks_dir), where
         self.watchdog = float(watchdog) if watchdog else None
-        self.grace = min(120.0, max(10.0, self.watchdog or 0.0))
+        self.data_timeout = float(data_timeout) if data_timeout else None
         self.stalled: Stalled | None = None
-        self._beat = time.monotonic()
-        self._phase = "starting"
         self._between_steps = False  # the state is that of a whole number of steps (see the module doc)
         self._before_validation = False
-        self._fired: str | None = None  # why the watchdog fired
         self._stacks: Path | None = None  # where this rank's stacks were written
-        self._deadline: float | None = None  # after a stall: the process ends by then, whatever happens
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._previous_handler = None
+        grace = min(120.0, max(10.0, self.watchdog or self.data_timeout or 0.0))
+        self.deadline = Deadline(self._record, self._hard_exit, grace)
 
-    # ------------------------------------------------------------------------------------------ heartbeat
+    # ------------------------------------------------------------------------------------------ phases
 
-    def _progress(self, phase: str) -> None:
-        self._beat, self._phase = time.monotonic(), phase
+    def _working(self, phase: str) -> None:
+        self.deadline.beat(phase, self.watchdog, "stall.watchdog")
+
+    def _waiting(self, phase: str) -> None:
+        """Waiting for a batch from the DataLoader."""
+        if self.data_timeout:
+            self.deadline.beat(phase, self.data_timeout, "stall.data_timeout")
+        else:
+            self._working(phase)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._progress(f"{getattr(stage, 'value', stage)}: starting")
-        self._done.clear()
-        if self.watchdog and threading.current_thread() is threading.main_thread() and INTERRUPT:
-            self._previous_handler = signal.signal(INTERRUPT, self._interrupted)
-        if self.watchdog and self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
-            self._thread.start()
+        self._working(f"{getattr(stage, 'value', stage)}: starting")
+        if self.watchdog or self.data_timeout:
+            self.deadline.start()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.stalled is None:
             self.stop()
 
     def stop(self) -> None:
-        """The Trainer returned: the watchdog ends (after a stall, once the runner has raised)."""
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(INTERRUPT, self._previous_handler)
-            self._previous_handler = None
+        """The Trainer returned: the deadline's thread ends (after a stall, once the runner has raised)."""
+        self.deadline.stop()
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._progress("training: waiting for the first batch")
+        self._waiting("training: waiting for the first batch")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._waiting(f"training: waiting for the first batch of epoch {trainer.current_epoch}")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._between_steps = False
-        self._progress(f"training step {trainer.global_step}")
+        self._working(f"training step {trainer.global_step}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._between_steps = trainer.state.fn == "fit" and not trainer.sanity_checking
-        self._progress(f"training: waiting for the batch of step {trainer.global_step}")
+        self._waiting(f"training: waiting for the batch of step {trainer.global_step}")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._between_steps = False
+        self._working("training: the end of an epoch")
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._before_validation, self._between_steps = self._between_steps, False
-        self._progress("validation")
+        self._waiting("validation: waiting for the first batch")
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._working(f"validation (batch {batch_idx} of loader {dataloader_idx})")
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        self._progress(f"validation (after batch {batch_idx} of loader {dataloader_idx})")
+        self._waiting(f"validation: waiting for the batch after {batch_idx} of loader {dataloader_idx}")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         self._between_steps = self._before_validation
-        self._progress("training: waiting for the next batch")
+        self._waiting("training: waiting for the next batch")
 
     # ------------------------------------------------------------------------------------------ stalls
 
-    def _interrupted(self, signum, frame) -> None:
-        raise StallInterrupt(f"no progress for {self.watchdog:.0f} s (stall.watchdog)")
-
-    def _watch(self) -> None:
-        while not self._done.wait(min(2.0, max(0.2, (self.watchdog or 8) / 8))):
-            now = time.monotonic()
-            if self._deadline is not None and now > self._deadline:
-                self._hard_exit("the stop after the stall did not finish in time")
-            if self._fired is None and now - self._beat > self.watchdog:
-                self._fired = f"no progress for {now - self._beat:.0f} s in {self._phase} (stall.watchdog)"
-                self._record(self._fired)
-                self._deadline = time.monotonic() + self.grace
-                if INTERRUPT is not None:
-                    signal.pthread_kill(threading.main_thread().ident, INTERRUPT)
-
     def _record(self, reason: str) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.stacks_dir / f"{stamp}-rank{rank()}.txt"
+        """This rank's stacks, written once (by the deadline's thread or by the main thread)."""
         if self._stacks is None:
-            header = f"rank {rank()} stalled in {self.where}, {self._phase}: {reason}"
-            self._stacks = write_stacks(path, header)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            header = f"rank {rank()} stalled in {self.where}, {self.deadline.phase}: {reason}"
+            self._stacks = write_stacks(self.stacks_dir / f"{stamp}-rank{rank()}.txt", header)
             log.error("rank %d stalled (%s); stacks in %s", rank(), reason, self._stacks)
         return self._stacks
 
@@ -223,9 +212,9 @@ class StallGuard(Callback):
             except OSError:
                 pass
         message = (
-            f"error: rank {rank()} stalled in {self.where}, {self._phase} ({self._fired or why}); {why}. "
-            f"Stacks: {self._stacks or self.stacks_dir}. Nothing was saved now; resume continues "
-            f"from the newest checkpoint in {self.save_last.directory}."
+            f"error: rank {rank()} stalled in {self.where}, {self.deadline.phase}: {why}; the main thread "
+            f"did not come back. Stacks: {self._stacks or self.stacks_dir}. Nothing was saved now; resume "
+            f"continues from the newest checkpoint in {self.save_last.directory}."
         )
         print(message, file=sys.stderr, flush=True)
         os._exit(Stalled.exit_code)
@@ -234,23 +223,22 @@ class StallGuard(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         if isinstance(exception, StallInterrupt):
-            reason = self._fired or str(exception)
-        elif timed_out(exception):
-            reason = f"{exception} (stall.data_timeout)"
+            reason = self.deadline.fired or str(exception)
         elif collective_failed(exception):
             reason = f"a collective failed: {str(exception).splitlines()[0][:300]} (stall.collective_timeout)"
         else:
             return
         stacks = self._record(reason)
         saved = self._save_if_consistent(trainer)
-        self._deadline = time.monotonic() + self.grace  # for the rest of the stop (teardown, loggers)
+        self.deadline.end_by()  # for the rest of the stop (teardown, loggers)
         self.stalled = Stalled(
-            f"rank {rank()} stalled in {self.where}, {self._phase}: {reason}. Stacks: {stacks}. {saved} "
-            f"Continue with resume={self.save_last.directory.parent} (or resume=auto)."
+            f"rank {rank()} stalled in {self.where}, {self.deadline.phase}: {reason}. Stacks: {stacks}. "
+            f"{saved} Continue with resume={self.save_last.directory.parent} (or resume=auto)."
         )
 
     def _save_if_consistent(self, trainer: L.Trainer) -> str:
-        if not self._between_steps or trainer.state.fn != "fit" or trainer.global_step == 0:
+        between = self._between_steps or (self.preemption is not None and self.preemption.checking)
+        if not between or trainer.state.fn != "fit" or trainer.global_step == 0:
             return f"The state was not between steps: resume continues from the newest checkpoint in " \
                    f"{self.save_last.directory}."
         if rank() != 0:

@@ -30,6 +30,18 @@ class Sleeps:
         return os.getpid()
 
 
+class Dies:
+    """The worker process ends at item 0, as a worker killed by the system would."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        if index == 0:
+            os._exit(3)
+        return index
+
+
 class WorkerPid:
     def __len__(self) -> int:
         return 64

@@ -52,7 +52,8 @@ LAUNCHER = textwrap.dedent("""
         return real_manifest(path, *args)
 
     ckpt.write_atomic, ckpt.write_manifest = write_atomic, write_manifest
-    sys.exit(main(sys.argv[1:]))
+    if __name__ == "__main__":  # DataLoader workers import this script too (data_modules/workers.py)
+        sys.exit(main(sys.argv[1:]))
 """)
 
 

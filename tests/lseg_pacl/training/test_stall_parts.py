@@ -50,7 +50,7 @@ def test_which_errors_are_failed_collectives(exc, stall):
 
 
 def test_the_stacks_hold_this_process_and_a_hung_worker(tmp_path):
-    loader = DataLoader(Sleeps(), batch_size=None, num_workers=1, **worker_options(1, 60))
+    loader = DataLoader(Sleeps(), batch_size=None, num_workers=1, **worker_options(1))
     it = iter(loader)  # the worker starts and hangs in item 0
     try:
         deadline = time.monotonic() + 60
