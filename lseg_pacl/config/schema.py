@@ -27,6 +27,10 @@ class ClipConfig:
     # Position embeddings on other grids: resize (bilinear to size) | lineage (the SCLIP lineage's bicubic
     # with scale factor (g+0.1)/g; models/positions.py)
     pos_embed: str = "resize"
+    # QuickGELU or GELU in both towers: null = as the weights say (open_clip's record of the tag; for one of
+    # our checkpoints, the activation it was trained with; else GELU). A built module writes the value it
+    # used into its checkpoint, so a checkpoint always rebuilds the architecture it was trained with.
+    quick_gelu: bool | None = None
 
 
 @dataclass
