@@ -90,6 +90,10 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     schedule: str = "constant"  # constant | cosine | poly
+    # How often the schedule steps: every optimizer step, or once per epoch (Lightning's default interval,
+    # which the official LSeg code uses: its poly is (1 - epoch / max_epochs) ** 0.9, needing
+    # trainer.max_epochs). warmup_steps counts the schedule's steps: epochs under "epoch".
+    schedule_interval: str = "step"  # step | epoch
     poly_power: float = 0.9
     momentum: float = 0.0  # sgd
     # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many

@@ -201,5 +201,6 @@ class ZeroShotObjective(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         return configure_optimization(
-            self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches)
+            self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches),
+            self.trainer.max_epochs,
         )
