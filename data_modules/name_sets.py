@@ -33,6 +33,9 @@ NAME_SETS: dict[str, NameSet | None] = {
     "proxyclip": NameSet("proxyclip", "; ", "mc-lan/ProxyCLIP@e7b767f configs/cls_*.txt"),
     # CLIPtrase keeps its names in configs/dataset_cfg.py: written out from there (names/cliptrase/SOURCE.md)
     "cliptrase": NameSet("cliptrase", ", ", "leaves162/CLIPtrase@2b7de61 configs/dataset_cfg.py"),
+    # LSeg's ADE-150 label strings, cut at the first ';' as lang-seg's get_labels does (names/lseg/SOURCE.md):
+    # what its checkpoints were trained on; one name per line (none holds ', ')
+    "lseg": NameSet("lseg", ", ", "isl-org/lang-seg@bb00b21 label_files/ade20k_objectInfo150.txt"),
 }
 
 

@@ -27,6 +27,10 @@ class ClipConfig:
     # Position embeddings on other grids: resize (bilinear to size) | lineage (the SCLIP lineage's bicubic
     # with scale factor (g+0.1)/g; models/positions.py)
     pos_embed: str = "resize"
+    # QuickGELU or GELU in both towers: null = as the weights say (open_clip's record of the tag; for one of
+    # our checkpoints, the activation it was trained with; else GELU). A built module writes the value it
+    # used into its checkpoint, so a checkpoint always rebuilds the architecture it was trained with.
+    quick_gelu: bool | None = None
 
 
 @dataclass
@@ -86,6 +90,10 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     schedule: str = "constant"  # constant | cosine | poly
+    # How often the schedule steps: every optimizer step, or once per epoch (Lightning's default interval,
+    # which the official LSeg code uses: its poly is (1 - epoch / max_epochs) ** 0.9, needing
+    # trainer.max_epochs). warmup_steps counts the schedule's steps: epochs under "epoch".
+    schedule_interval: str = "step"  # step | epoch
     poly_power: float = 0.9
     momentum: float = 0.0  # sgd
     # A non-finite loss on any rank: every rank skips that step (counted as train/nonfinite_steps); this many

@@ -24,7 +24,7 @@ from lseg_pacl.errors import ConfigError
 from lseg_pacl.models.last_block import final_block
 from lseg_pacl.models.positions import POSITION_RULES
 from lseg_pacl.models.trunk import NOTHING, Needs, Trunk, run_trunk
-from lseg_pacl.models.weights import clip_tag_config, load_clip_weights
+from lseg_pacl.models.weights import clip_tag_config, is_file_like, load_clip_weights, saved_clip_config
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)  # registers lseg-tiny-vit (tests, the demo)
@@ -42,16 +42,46 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def create_clip(name: str, pretrained: str | None = None, image_tower: bool = True) -> nn.Module:
-    """An open_clip CLIP by model name with weights from a tag, a local file, or none (random init);
-    ``image_tower=False``: weights of the text side suffice (the image tower is dropped by the caller)."""
+def clip_quick_gelu(
+    name: str, pretrained: str | None, quick_gelu: bool | None = None, _depth: int = 0
+) -> bool:
+    """Whether this CLIP uses QuickGELU: ``quick_gelu`` when given; a ``-quickgelu`` model name; else what
+    the weights say (open_clip's record of a tag such as ``openai``; the activation one of our checkpoints
+    was built with); else GELU. Decided by the weights' name whether or not they are read, so a module
+    rebuilt without them (a checkpoint's state dict replaces them) has the architecture it was trained
+    with."""
+    if quick_gelu is not None:
+        return bool(quick_gelu)
+    if name.endswith("quickgelu"):
+        return True
+    if pretrained is None:
+        return False
+    if is_file_like(pretrained):  # one of ours says what it was built with (or the weights it started from)
+        saved = saved_clip_config(Path(pretrained).expanduser()) if _depth < 8 else None
+        if not saved or saved.get("name") != name:
+            return False
+        return clip_quick_gelu(name, saved.get("pretrained"), saved.get("quick_gelu"), _depth + 1)
+    return bool(clip_tag_config(name, pretrained).get("quick_gelu", False))
+
+
+def create_clip(
+    name: str,
+    pretrained: str | None = None,
+    image_tower: bool = True,
+    quick_gelu: bool | None = None,
+    load_weights: bool = True,
+) -> nn.Module:
+    """An open_clip CLIP by model name, its activation as ``clip_quick_gelu`` says, with the weights of a
+    tag, a local file, or none (random init); ``load_weights=False`` builds the architecture of those weights
+    without reading them; ``image_tower=False``: weights of the text side suffice (the image tower is dropped
+    by the caller)."""
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model '{name}' (model.clip.name); see open_clip.list_models()")
     tag_cfg = clip_tag_config(name, pretrained)
-    quick_gelu = bool(tag_cfg.get("quick_gelu", False)) and not name.endswith("quickgelu")
+    force = clip_quick_gelu(name, pretrained, quick_gelu) and not name.endswith("quickgelu")
     with _quiet_root_logger():
-        model = open_clip.create_model(name, pretrained=None, load_weights=False, force_quick_gelu=quick_gelu)
-    if pretrained is not None:
+        model = open_clip.create_model(name, pretrained=None, load_weights=False, force_quick_gelu=force)
+    if pretrained is not None and load_weights:
         load_clip_weights(model, name, pretrained, tag_cfg, image_tower)
     return model
 
@@ -128,6 +158,8 @@ class ClipBackbone(nn.Module):
         last_block: str = "plain",
         image_tower: bool = True,
         pos_embed: str = "resize",
+        quick_gelu: bool | None = None,
+        load_weights: bool = True,
     ) -> None:
         super().__init__()
         if pos_embed not in POSITION_RULES:
@@ -137,7 +169,7 @@ class ClipBackbone(nn.Module):
         self.pos_embed = pos_embed  # how position embeddings meet other grids (models/positions.py)
         self.name = name
         self.last_block = last_block  # the last block of dense features (models/last_block.py)
-        self.model = create_clip(name, pretrained, image_tower)
+        self.model = create_clip(name, pretrained, image_tower, quick_gelu, load_weights)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.patch_size = geometry.patch
         self.image_size = int(image_size or geometry.image_size)

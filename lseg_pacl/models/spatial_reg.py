@@ -23,8 +23,9 @@ class SpatialRegularization(nn.Module):
             raise ValueError(f"unknown spatial regularization '{kind}'; known: {', '.join(KINDS)}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
-        if depth < 1:
-            raise ValueError(f"block depth must be >= 1, got {depth}")
+        if depth < (0 if kind == "none" else 1):  # 0 with no block, as the official code allows
+            raise ValueError(f"block depth must be >= 1 with a '{kind}' block (0 only with none), "
+                             f"got {depth}")
         self.kind, self.depth = kind, depth
         self.conv = nn.Conv2d(1, 1, kernel_size=3, padding=1) if kind != "none" else None
         self.activation = ACTIVATIONS[activation]()

@@ -79,6 +79,22 @@ def lightning_clip_state(obj: object) -> dict | None:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def saved_clip_config(file: Path) -> dict | None:
+    """``model.clip`` of the config inside one of our Lightning checkpoints (None for any other file, or one
+    that is not there)."""
+    if not file.is_file() or file.suffix == ".safetensors":
+        return None
+    try:
+        obj = load_tensors(file)
+    except Exception:  # noqa: BLE001 - not ours, or not readable: load_clip_file says why when it reads it
+        return None
+    if not isinstance(obj, dict) or "pytorch-lightning_version" not in obj:
+        return None
+    config = (obj.get("hyper_parameters") or {}).get("config") or {}
+    clip = (config.get("model") or {}).get("clip")
+    return dict(clip) if isinstance(clip, dict) else None
+
+
 def load_clip_file(model: nn.Module, path: str, image_tower: bool = True) -> None:
     """A local weights file into an open_clip model: open_clip's own formats, or our Lightning checkpoints
     (an LSeg checkpoint holds only the text tower: enough where ``image_tower`` is not needed)."""

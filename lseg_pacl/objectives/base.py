@@ -23,7 +23,7 @@ from data_modules.ranks import distributed, rank
 from lseg_pacl.config.loading import from_plain
 from lseg_pacl.errors import TrainingDivergedError
 from lseg_pacl.evaluation.metrics import SegmentationScore
-from lseg_pacl.models.clip import ClipBackbone, clip_geometry, clip_normalisation
+from lseg_pacl.models.clip import ClipBackbone, clip_geometry, clip_normalisation, clip_quick_gelu
 from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.models.prompts import templates
 from lseg_pacl.models.zeroshot import zero_shot_logits
@@ -46,16 +46,22 @@ class ZeroShotObjective(L.LightningModule):
 
     def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = ()) -> None:
         super().__init__()
+        clip = config["model"]["clip"]
+        quick_gelu = clip_quick_gelu(clip["name"], clip.get("pretrained"), clip.get("quick_gelu"))
+        # the activation it is built with, in its checkpoints: a reload builds the same, whatever the weights
+        config = {**config, "model": {**config["model"], "clip": {**clip, "quick_gelu": quick_gelu}}}
         self.save_hyperparameters({"config": config})
         self.cfg = from_plain(config)
         clip_cfg = self.cfg.model.clip
         self.clip = ClipBackbone(
             clip_cfg.name,
-            clip_cfg.pretrained if load_pretrained else None,
+            clip_cfg.pretrained,
             clip_cfg.image_size,
             clip_cfg.last_block,
             image_tower=self.uses_clip_image_tower,
             pos_embed=clip_cfg.pos_embed,
+            quick_gelu=quick_gelu,
+            load_weights=load_pretrained,
         )
         self.templates = templates(self.cfg.eval.templates)
         self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
@@ -195,5 +201,6 @@ class ZeroShotObjective(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         return configure_optimization(
-            self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches)
+            self.lr_groups(), self.cfg.optim, int(self.trainer.estimated_stepping_batches),
+            self.trainer.max_epochs,
         )

@@ -22,6 +22,8 @@ from lseg_pacl.models.lseg import LSegNet
 from lseg_pacl.models.prompts import templates
 from lseg_pacl.objectives.base import Benchmarks, ZeroShotObjective
 
+BASE_RATE = ("net.dpt.vit.", "net.dpt.readout.", "net.dpt.reassemble.")  # the official net.pretrained
+
 
 class LSeg(ZeroShotObjective):
     """``train_classes``: the class names of the training set's masks, in mask-id order (none for
@@ -110,8 +112,11 @@ class LSeg(ZeroShotObjective):
         return self.guard_loss(loss)
 
     def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
-        """The ViT at the base rate; decoder, head and scale at head_lr_mult times it."""
+        """As the official code groups them (lang-seg lsegmentation_module.py:119-127): the ViT and its
+        readout/reassemble layers (``net.pretrained`` there) at the base rate; the decoder's scratch
+        (per-level 3x3 convs, fusion blocks, head, spatial block) and a learned scale at head_lr_mult times
+        it."""
         named = self.trainable_parameters()
-        backbone = [(n, p) for n, p in named if n.startswith("net.dpt.vit.")]
-        rest = [(n, p) for n, p in named if not n.startswith("net.dpt.vit.")]
+        backbone = [(n, p) for n, p in named if n.startswith(BASE_RATE)]
+        rest = [(n, p) for n, p in named if not n.startswith(BASE_RATE)]
         return [(backbone, 1.0), (rest, self.cfg.model.lseg.head_lr_mult)]

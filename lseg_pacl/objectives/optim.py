@@ -1,5 +1,6 @@
 """The optimizer and its learning-rate schedule, from the optim.* config: parameter groups with and without
-weight decay per learning-rate multiplier, a linear warm-up, then the named schedule, stepped every step."""
+weight decay per learning-rate multiplier, a linear warm-up, then the named schedule, stepped every optimizer
+step or once per epoch (``schedule_interval``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 from torch import nn
+
+from lseg_pacl.errors import ConfigError
 
 NamedGroups = list[
     tuple[list[tuple[str, nn.Parameter]], float]
@@ -58,8 +61,20 @@ def lr_factor(o: DictConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def configure_optimization(named_groups: NamedGroups, o: DictConfig, total_steps: int) -> dict:
-    """What a LightningModule's configure_optimizers returns."""
+INTERVALS = ("step", "epoch")
+
+
+def configure_optimization(
+    named_groups: NamedGroups, o: DictConfig, total_steps: int, total_epochs: int | None = None
+) -> dict:
+    """What a LightningModule's configure_optimizers returns; the schedule spans ``total_steps`` optimizer
+    steps, or ``total_epochs`` epochs under ``schedule_interval: epoch``."""
+    if o.schedule_interval not in INTERVALS:
+        raise ConfigError(f"optim.schedule_interval must be one of {', '.join(INTERVALS)}, "
+                          f"not '{o.schedule_interval}'")
+    if o.schedule_interval == "epoch" and not (total_epochs and total_epochs > 0):
+        raise ConfigError("optim.schedule_interval=epoch spans trainer.max_epochs: set it (> 0)")
+    total = total_epochs if o.schedule_interval == "epoch" else total_steps
     optimizer = OPTIMIZERS[o.name](param_groups(named_groups, o), o)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(o, total_steps))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(o, total))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": o.schedule_interval}}

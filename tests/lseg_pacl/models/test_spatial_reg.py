@@ -41,5 +41,8 @@ def test_label_permutation_equivariance_and_none():
     perm = torch.randperm(6)
     assert torch.allclose(reg(x[:, perm]), reg(x)[:, perm], atol=1e-6)
     assert torch.equal(SpatialRegularization("none")(x), x)
+    assert torch.equal(SpatialRegularization("none", 0)(x), x)  # block_depth 0: valid with no block
+    with pytest.raises(ValueError, match="0 only with none"):
+        SpatialRegularization("depthwise", 0)
     with pytest.raises(ValueError, match="known: none"):
         SpatialRegularization("gaussian")
