@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-import torch
 from conftest import WORLD
+from support.run_states import same, state
 
 LAUNCHER = textwrap.dedent("""
     import os, signal, sys
@@ -69,20 +69,6 @@ def run(tmp_path, args, **env):
         text=True,
         timeout=600,
     )
-
-
-def state(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-
-
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 @pytest.fixture(scope="module")

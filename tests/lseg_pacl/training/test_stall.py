@@ -10,8 +10,8 @@ import textwrap
 import time
 
 import pytest
-import torch
 from conftest import WORLD
+from support.run_states import same, state
 
 STALLED = 76
 
@@ -112,20 +112,6 @@ def run_pair(tmp_path, args, **env):
     ]
     errs = [p.communicate(timeout=600)[1] for p in procs]
     return [p.returncode for p in procs], errs
-
-
-def state(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-
-
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def assert_same_end(got, expected):
