@@ -43,7 +43,7 @@ from lseg_pacl.training.loggers import build_loggers
 from lseg_pacl.training.plan import RunPlan, plan_run, plan_stage
 from lseg_pacl.training.preemption import PreemptionHandler
 from lseg_pacl.training.spec import run_spec
-from lseg_pacl.training.stall import StallGuard, strategy_with_timeout
+from lseg_pacl.training.stall import StallGuard, WaitMarker, strategy_with_timeout
 from lseg_pacl.training.step_seed import StepSeed
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def fit(plan: RunPlan) -> dict:
             LearningRateMonitor(logging_interval="step"),
             StepSeed(cfg.seed),
             preemption,
+            WaitMarker(guard),  # last: once every other hook has run, the wait for the next batch begins
         ],
         **trainer_kwargs(cfg),
         default_root_dir=str(run_dir),

@@ -111,8 +111,9 @@ class StallGuard(Callback):
     """Tells the deadline (lseg_pacl/deadline.py) what the run is doing and how long that may take: a batch
     from the DataLoader ``data_timeout``, anything else ``watchdog``; and turns a stall (a phase that ran out,
     a failed collective) into ``stalled``: the message the runner raises as ``Stalled`` once the Trainer has
-    returned. Placed first among the callbacks; the collective of ``preemption`` at a step's start still
-    counts as between steps."""
+    returned. Placed first among the callbacks (work begins), with its ``WaitMarker`` last (the wait for
+    the next batch begins); the collective of ``preemption`` at a step's start still counts as between
+    steps."""
 
     def __init__(
         self,
@@ -159,19 +160,9 @@ class StallGuard(Callback):
         """The Trainer returned: the deadline's thread ends (after a stall, once the runner has raised)."""
         self.deadline.stop()
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._waiting("training: waiting for the first batch")
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._waiting(f"training: waiting for the first batch of epoch {trainer.current_epoch}")
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._between_steps = False
         self._working(f"training step {trainer.global_step}")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._between_steps = trainer.state.fn == "fit" and not trainer.sanity_checking
-        self._waiting(f"training: waiting for the batch of step {trainer.global_step}")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._between_steps = False
@@ -179,19 +170,14 @@ class StallGuard(Callback):
 
     def on_validation_start(self, trainer, pl_module) -> None:
         self._before_validation, self._between_steps = self._between_steps, False
-        self._waiting("validation: waiting for the first batch")
+        self._working("validation: starting")
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._working(f"validation (batch {batch_idx} of loader {dataloader_idx})")
 
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self._waiting(f"validation: waiting for the batch after {batch_idx} of loader {dataloader_idx}")
-
     def on_validation_end(self, trainer, pl_module) -> None:
         self._between_steps = self._before_validation
-        self._waiting("training: waiting for the next batch")
+        self._working("validation: ending (saving checkpoints)")
 
     # ------------------------------------------------------------------------------------------ stalls
 
@@ -222,7 +208,8 @@ class StallGuard(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(exception, StallInterrupt):
+        if self.deadline.fired is not None or isinstance(exception, StallInterrupt):
+            # whatever the interrupt broke on its way (a write it cut short, say) is this stall
             reason = self.deadline.fired or str(exception)
         elif collective_failed(exception):
             reason = f"a collective failed: {str(exception).splitlines()[0][:300]} (stall.collective_timeout)"
@@ -249,3 +236,32 @@ class StallGuard(Callback):
         except Exception as exc:  # noqa: BLE001 - the stop goes on; the older checkpoints stand
             return f"Saving the state failed ({exc}); the older checkpoints stand."
         return f"The state at step {trainer.global_step} is saved in {self.save_last.path}."
+
+
+class WaitMarker(Callback):
+    """The other half of ``StallGuard``, placed last among the callbacks: when every other hook of a step or
+    a batch has run, what follows is the wait for the next batch (bounded by stall.data_timeout)."""
+
+    def __init__(self, guard: StallGuard) -> None:
+        self.guard = guard
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.guard._waiting("training: waiting for the first batch")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.guard._waiting(f"training: waiting for the first batch of epoch {trainer.current_epoch}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.guard._between_steps = trainer.state.fn == "fit" and not trainer.sanity_checking
+        self.guard._waiting(f"training: waiting for the batch of step {trainer.global_step}")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.guard._waiting("validation: waiting for the first batch")
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self.guard._waiting(f"validation: waiting for the batch after {batch_idx} of loader {dataloader_idx}")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.guard._waiting("training: waiting for the next batch")
