@@ -245,18 +245,19 @@ class WaitMarker(Callback):
     def __init__(self, guard: StallGuard) -> None:
         self.guard = guard
 
+    # The first batch of a loader also waits for its workers to start: work, bounded by the watchdog.
     def on_train_start(self, trainer, pl_module) -> None:
-        self.guard._waiting("training: waiting for the first batch")
+        self.guard._working("training: starting the workers, waiting for the first batch")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.guard._waiting(f"training: waiting for the first batch of epoch {trainer.current_epoch}")
+        self.guard._working(f"training: waiting for the first batch of epoch {trainer.current_epoch}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.guard._between_steps = trainer.state.fn == "fit" and not trainer.sanity_checking
         self.guard._waiting(f"training: waiting for the batch of step {trainer.global_step}")
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self.guard._waiting("validation: waiting for the first batch")
+        self.guard._working("validation: starting the workers, waiting for the first batch")
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
