@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from data_modules.prepare import ade847, coco_object, pc459
+from data_modules.prepare import ade847, coco20i, coco_object, pascal5i, pc459
 from data_modules.prepare.common import InputError
 
 
@@ -25,6 +25,8 @@ def _preparer(module: ModuleType) -> Preparer:
     return Preparer(module.NAME, module.OPTIONS, module.REQUIRED, module.USAGE, module.run)
 
 
-PREPARERS: dict[str, Preparer] = {p.name: p for p in map(_preparer, (coco_object, ade847, pc459))}
+PREPARERS: dict[str, Preparer] = {
+    p.name: p for p in map(_preparer, (coco_object, ade847, pc459, pascal5i, coco20i))
+}
 
 __all__ = ["PREPARERS", "Preparer", "InputError"]
