@@ -1,5 +1,5 @@
-"""LSeg's image encoder: a DPT (dense prediction transformer) on an ImageNet timm ViT, giving one embedding
-per pixel at half the input resolution.
+"""LSeg's image encoder: a DPT (dense prediction transformer) on an ImageNet timm ViT or ResNet, giving one
+embedding per pixel at half the input resolution.
 
 Why a DPT and not CLIP's image tower: LSeg trains this encoder so that its per-pixel embeddings match CLIP's
 frozen text embeddings; the paper's backbone is timm's ImageNet ViT-L/16 (384), read at four depths and fused
@@ -17,6 +17,16 @@ find_unused_parameters); the ViT's final LayerNorm is dropped (no hook reads it)
 to the size of the next finer level rather than by exactly x2, which is the same operation when sides divide
 by 32 and keeps shapes consistent when they do not; a 1/32 level that needs a x4 reduction (patch 8) uses two
 3x3 stride-2 convs.
+
+The ResNet kind (LSeg's zero-shot model, ``LSegRN`` in lang-seg modules/models/lseg_net_zs.py:240-339): timm's
+``resnet101`` with torchvision's ImageNet weights (timm tag ``resnet101.tv_in1k``; ``backbone_pretrained:
+imagenet`` means that tag), read at four depths as lang-seg's ``_make_resnet_backbone`` does
+(lseg_blocks_zs.py:109-119): conv1+bn1+relu+maxpool+layer1 -> 1/4 (256 channels), layer2 -> 1/8 (512), layer3
+-> 1/16 (1024), layer4 -> 1/32 (2048), each straight into its 3x3 ``layer_rn`` conv (no readout, no
+reassembly). Image sides must divide by 32. The ResNet lives under ``resnet.*`` (the ViT kind's parameter
+names are unchanged). Its weights expect ImageNet normalisation, which the official zero-shot test uses for it
+(test_lseg_zs.py:267-270): set model.lseg.input_mean=[0.485,0.456,0.406] and
+model.lseg.input_std=[0.229,0.224,0.225] (the schema's default is the ViT models' 0.5/0.5).
 """
 
 from __future__ import annotations
@@ -27,12 +37,13 @@ from collections.abc import Iterator
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lseg_pacl.errors import ConfigError
-from lseg_pacl.models.weights import load_vit_state, vit_state
+from lseg_pacl.models.weights import backbone_state, load_backbone_state
 
 STRIDES = (4, 8, 16, 32)  # the four reassembled levels, relative to the input image
 
@@ -49,7 +60,23 @@ BACKBONES: dict[str, dict] = {
         "patch": 8,
         "vit_kwargs": {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
     },
+    # LSeg's zero-shot model: torchvision's ImageNet ResNet-101 (timm's copy of those weights); "patch" is the
+    # number every image side must divide by
+    "resnet101": {
+        "kind": "resnet",
+        "channels": (256, 512, 1024, 2048),
+        "patch": 32,
+        "imagenet_tag": "tv_in1k",
+    },
+    # a tiny random ResNet (one BasicBlock per stage) that builds offline, for tests and demos
+    "resnet_tiny_lseg": {
+        "kind": "resnet",
+        "channels": (64, 128, 256, 512),
+        "patch": 32,
+        "resnet_kwargs": {"block": "basic", "layers": (1, 1, 1, 1)},
+    },
 }
+RESNET_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 # ------------------------------------------------------------------------------------------------ the ViT
@@ -64,6 +91,11 @@ def backbone_spec(name: str) -> dict:
     return BACKBONES[name]
 
 
+def backbone_kind(name: str) -> str:
+    """The backbone's kind: "vit" or "resnet"."""
+    return backbone_spec(name).get("kind", "vit")
+
+
 def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransformer:
     """A timm ViT without classifier that accepts any input size divisible by its patch size.
 
@@ -74,7 +106,9 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
     is dropped). Reading them is weights.py's job.
     """
     spec = backbone_spec(name)
-    state, source, from_hub = vit_state(name, pretrained, built_here="vit_kwargs" in spec)
+    if backbone_kind(name) != "vit":
+        raise ConfigError(f"{name} is not a ViT backbone")
+    state, source, from_hub = backbone_state(name, pretrained, built_here="vit_kwargs" in spec)
     if "vit_kwargs" in spec:
         vit = VisionTransformer(**spec["vit_kwargs"], num_classes=0, dynamic_img_size=True)
     else:
@@ -83,8 +117,28 @@ def create_vit(name: str, pretrained: str | bool | None = None) -> VisionTransfo
     if not plain or vit.no_embed_class:
         raise ConfigError(f"{name} is not a plain ViT with a class token and no register tokens")
     if state is not None:
-        load_vit_state(vit, state, source, from_hub)
+        load_backbone_state(vit, state, source, from_hub)
     return vit
+
+
+def create_resnet(name: str, pretrained: str | bool | None = None) -> ResNet:
+    """A timm ResNet without classifier. ``pretrained`` as for ``create_vit``; "imagenet" means the backbone's
+    ``imagenet_tag`` (torchvision's weights for resnet101, as lang-seg's lseg_vit_zs.py:746 loads them)."""
+    spec = backbone_spec(name)
+    if backbone_kind(name) != "resnet":
+        raise ConfigError(f"{name} is not a ResNet backbone")
+    built_here = "resnet_kwargs" in spec
+    state, source, from_hub = backbone_state(
+        name, pretrained, built_here=built_here, default_tag=spec.get("imagenet_tag"), anchor="conv1.weight"
+    )
+    if built_here:
+        kwargs = spec["resnet_kwargs"]
+        resnet = ResNet(RESNET_BLOCKS[kwargs["block"]], list(kwargs["layers"]), num_classes=0)
+    else:
+        resnet = timm.create_model(name, pretrained=False, num_classes=0)
+    if state is not None:
+        load_backbone_state(resnet, state, source, from_hub)
+    return resnet
 
 
 def resize_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
@@ -173,7 +227,8 @@ class FusionBlock(nn.Module):
 
 
 class DPT(nn.Module):
-    """Images [B, 3, H, W] (sides divisible by the patch size) -> pixel embeddings [B, out_dim, H/2, W/2]."""
+    """Images [B, 3, H, W] (sides divisible by the patch size; by 32 for a ResNet) -> pixel embeddings
+    [B, out_dim, H/2, W/2]."""
 
     def __init__(
         self,
@@ -186,40 +241,76 @@ class DPT(nn.Module):
         super().__init__()
         spec = backbone_spec(backbone)
         self.backbone_name = backbone
-        self.hooks: tuple[int, ...] = tuple(spec["hooks"])
-        self.vit = create_vit(backbone, pretrained)
-        self.vit.norm = nn.Identity()  # no hook reads the final norm; an unused parameter would upset DDP
-        del self.vit.blocks[max(self.hooks) + 1 :]  # blocks after the last hook (none for BACKBONES)
-        self.patch_size = int(self.vit.patch_embed.patch_size[0])
+        self.kind = backbone_kind(backbone)
         self.grad_checkpointing = False
-        width = int(self.vit.embed_dim)
         channels = tuple(spec["channels"])
-        self.readout = nn.ModuleList(Readout(width, readout) for _ in self.hooks)
-        self.reassemble = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, ch, 1), _resample(ch, self.patch_size, stride))
-            for ch, stride in zip(channels, STRIDES, strict=True)
-        )
+        if self.kind == "resnet":
+            self.hooks: tuple[int, ...] = ()
+            self.vit = self.readout = self.reassemble = None
+            self.resnet = create_resnet(backbone, pretrained)
+            self.patch_size = int(spec["patch"])
+        else:
+            self.resnet = None
+            self._build_vit(backbone, pretrained, spec, readout)
         self.layer_rn = nn.ModuleList(nn.Conv2d(ch, features, 3, padding=1, bias=False) for ch in channels)
         # fusion[0] is the finest (1/4 -> 1/2); fusion[3] the coarsest, which has no lateral input
         self.fusion = nn.ModuleList(FusionBlock(features, lateral=i < 3) for i in range(4))
         self.head = nn.Conv2d(features, out_dim, 1)
 
+    def _build_vit(self, backbone: str, pretrained: str | None, spec: dict, readout: str) -> None:
+        self.hooks = tuple(spec["hooks"])
+        self.vit = create_vit(backbone, pretrained)
+        self.vit.norm = nn.Identity()  # no hook reads the final norm; an unused parameter would upset DDP
+        del self.vit.blocks[max(self.hooks) + 1 :]  # blocks after the last hook (none for BACKBONES)
+        self.patch_size = int(self.vit.patch_embed.patch_size[0])
+        width = int(self.vit.embed_dim)
+        self.readout = nn.ModuleList(Readout(width, readout) for _ in self.hooks)
+        self.reassemble = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, ch, 1), _resample(ch, self.patch_size, stride))
+            for ch, stride in zip(spec["channels"], STRIDES, strict=True)
+        )
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each ViT block in the backward pass (less memory for ViT-L at 480)."""
+        """Recompute each ViT block (ResNet stage) in the backward pass (less memory for ViT-L at 480)."""
         self.grad_checkpointing = enable
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The ViT or the ResNet."""
+        return self.resnet if self.kind == "resnet" else self.vit
+
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
-        return self.vit.parameters()
+        return self.backbone.parameters()
 
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Everything but the ViT: readouts, reassembly, fusion and head (trained at model.lseg.head_lr_mult
-        x)."""
-        return (p for name, p in self.named_parameters() if not name.startswith("vit."))
+        """Everything but the backbone: readouts, reassembly, fusion and head."""
+        return (p for name, p in self.named_parameters() if not name.startswith(("vit.", "resnet.")))
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         if height % self.patch_size or width % self.patch_size:
+            if self.kind == "resnet":
+                raise ValueError(
+                    f"image sides {height}x{width} must divide by 32 for the ResNet backbone "
+                    f"{self.backbone_name} (its coarsest level is at 1/32)"
+                )
             raise ValueError(f"image sides {height}x{width} must divide by the patch size {self.patch_size}")
         return height // self.patch_size, width // self.patch_size
+
+    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
+    def resnet_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The ResNet's four levels at 1/4, 1/8, 1/16, 1/32 (lang-seg lseg_net_zs.py:306-309)."""
+        self.grid(images.shape[-2], images.shape[-1])
+        r = self.resnet
+        x = r.maxpool(r.act1(r.bn1(r.conv1(images))))
+        levels = []
+        for stage in (r.layer1, r.layer2, r.layer3, r.layer4):
+            x = self._run(stage, x)
+            levels.append(x)
+        return levels
 
     def pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
         old = tuple(int(g) for g in self.vit.patch_embed.grid_size)
@@ -235,23 +326,26 @@ class DPT(nn.Module):
         x = vit.norm_pre(vit.pos_drop(x + self.pos_embed(grid).to(x.dtype)))
         outputs = []
         for i, block in enumerate(vit.blocks):
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = self._run(block, x)
             if i in self.hooks:
                 outputs.append(x)
         return outputs
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def vit_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The ViT's hooked tokens, read out and reassembled to 1/4, 1/8, 1/16, 1/32."""
         batch = images.shape[0]
         grid = self.grid(images.shape[-2], images.shape[-1])
         levels = []
-        for tokens, readout, reassemble, layer_rn in zip(
-            self.hooked_tokens(images), self.readout, self.reassemble, self.layer_rn, strict=True
+        for tokens, readout, reassemble in zip(
+            self.hooked_tokens(images), self.readout, self.reassemble, strict=True
         ):
             x = readout(tokens).transpose(1, 2).reshape(batch, -1, grid[0], grid[1])
-            levels.append(layer_rn(reassemble(x)))
+            levels.append(reassemble(x))
+        return levels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raw = self.resnet_levels(images) if self.kind == "resnet" else self.vit_levels(images)
+        levels = [layer_rn(x) for layer_rn, x in zip(self.layer_rn, raw, strict=True)]
         path = self.fusion[3](levels[3], size=levels[2].shape[-2:])
         path = self.fusion[2](path, levels[2], size=levels[1].shape[-2:])
         path = self.fusion[1](path, levels[1], size=levels[0].shape[-2:])

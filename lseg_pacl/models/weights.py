@@ -1,5 +1,5 @@
-"""Reading model weights, whatever their source: open_clip tags and files, timm's ImageNet ViTs (tags or
-files), and this project's own Lightning checkpoints.
+"""Reading model weights, whatever their source: open_clip tags and files, timm's ImageNet ViTs and ResNets
+(tags or files), and this project's own Lightning checkpoints.
 
 Files are loaded tensors-only (``weights_only=True`` or safetensors), so a file from elsewhere never runs
 code. A tag is read from the local cache, else downloaded through hub.py, which stops within seconds without a
@@ -25,7 +25,11 @@ from lseg_pacl.models import hub
 CLIP_KEY = "model.clip.pretrained"
 VIT_KEY = "model.lseg.backbone_pretrained"
 WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
-VIT_DEFAULT_TAGS = {"imagenet", "timm", "default"}  # timm's default weights of the named ViT
+VIT_DEFAULT_TAGS = {
+    "imagenet",
+    "timm",
+    "default",
+}  # the backbone's ImageNet weights (timm's default for a ViT)
 NO_WEIGHTS = {"", "none", "null", "random"}
 TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
 
@@ -118,11 +122,14 @@ def load_clip_file(model: nn.Module, path: str, image_tower: bool = True) -> Non
                 )
             missing, unexpected = model.load_state_dict(state, strict=False)
             no_tower = any(k.startswith("visual.") for k in missing) and not any(
-                k.startswith("visual.") for k in state)
+                k.startswith("visual.") for k in state
+            )
             if no_tower and image_tower:
-                raise MissingInputError(f"{file} holds no CLIP image tower (an LSeg checkpoint keeps only "
-                                        f"the text tower): pass open_clip weights or a CLIP or PACL "
-                                        f"checkpoint")
+                raise MissingInputError(
+                    f"{file} holds no CLIP image tower (an LSeg checkpoint keeps only "
+                    f"the text tower): pass open_clip weights or a CLIP or PACL "
+                    f"checkpoint"
+                )
             missing = [k for k in missing if image_tower or not k.startswith("visual.")]
             if missing or unexpected:
                 raise ConfigError(
@@ -136,8 +143,9 @@ def load_clip_file(model: nn.Module, path: str, image_tower: bool = True) -> Non
         raise ConfigError(f"{file} does not fit model.clip.name: {str(exc).splitlines()[0]}") from None
 
 
-def load_clip_weights(model: nn.Module, name: str, pretrained: str, tag_cfg: dict, image_tower: bool = True
-                      ) -> None:
+def load_clip_weights(
+    model: nn.Module, name: str, pretrained: str, tag_cfg: dict, image_tower: bool = True
+) -> None:
     """``pretrained`` (a file, or a tag whose record is ``tag_cfg``) into ``model``."""
     if not tag_cfg:
         load_clip_file(model, pretrained, image_tower)
@@ -146,7 +154,7 @@ def load_clip_weights(model: nn.Module, name: str, pretrained: str, tag_cfg: dic
     open_clip.load_checkpoint(model, file, weights_only=True)
 
 
-# ------------------------------------------------------------------------------------------------ timm ViTs
+# --------------------------------------------------------------------------------------------- timm backbones
 
 
 def vit_weights_source(pretrained: str | bool | None) -> tuple[str, str | None]:
@@ -192,7 +200,7 @@ def fetch_timm_file(name: str, tag: str | None, built_here: bool = False) -> str
     repo_id, revision = hub.split_repo(repo)
     hub.require_reachable(
         hub.hf_endpoint(),
-        what=f"ImageNet ViT weights {full}",
+        what=f"ImageNet backbone weights {full}",
         filename=files[0],
         where=f"{hub.hf_endpoint()}/{repo_id}",
         config_key=VIT_KEY,
@@ -220,7 +228,7 @@ def load_tensors(file: Path, map_location: object = "cpu") -> object:
 def read_state(file: Path) -> dict[str, torch.Tensor]:
     """A tensors-only state dict from a file (no pickled code runs), unwrapped from "state_dict"/"model"."""
     if not file.is_file():
-        raise MissingInputError(f"ViT weights file {file} does not exist ({VIT_KEY})")
+        raise MissingInputError(f"backbone weights file {file} does not exist ({VIT_KEY})")
     try:
         obj = load_tensors(file)
     except Exception as exc:
@@ -246,43 +254,77 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"
         raise MissingInputError(f"{path} is not a readable checkpoint ({why})") from None
-    config = blob.get("hyper_parameters", {}).get("config") if isinstance(blob, dict) else None
+    return own_checkpoint(blob, path)
+
+
+def own_checkpoint(blob: object, path: Path) -> dict:
+    """``blob`` if it is one of this project's checkpoints (its run's config inside), else an error."""
+    hparams = blob.get("hyper_parameters") if isinstance(blob, dict) else None
+    config = hparams.get("config") if isinstance(hparams, dict) else None
     if not config:
         raise MissingInputError(f"{path} is not a lseg_pacl checkpoint (no config in its hyperparameters)")
     return blob
 
 
-def strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keys of a ViT stored inside a larger model (``net.vit.cls_token``...) reduced to the ViT's own."""
-    anchor = next((k for k in state if k == "cls_token" or k.endswith(".cls_token")), None)
-    if not anchor or anchor == "cls_token":
+def strip_prefix(state: dict[str, torch.Tensor], anchor: str = "cls_token") -> dict[str, torch.Tensor]:
+    """Keys of a backbone stored inside a larger model (``net.vit.cls_token``, ``net.dpt.resnet.conv1.weight``
+    ...) reduced to the backbone's own; ``anchor`` is a key of the backbone's top level (the shortest key that
+    ends with it marks the prefix)."""
+    found = sorted((k for k in state if k == anchor or k.endswith("." + anchor)), key=len)
+    if not found or found[0] == anchor:
         return state
-    prefix = anchor[: -len("cls_token")]
+    prefix = found[0][: -len(anchor)]
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def vit_state(name: str, pretrained: str | bool | None, built_here: bool) -> tuple[dict | None, str, bool]:
-    """(state dict or None, where it came from, whether it is timm's hub format) for ``pretrained``."""
+def backbone_state(
+    name: str,
+    pretrained: str | bool | None,
+    built_here: bool,
+    default_tag: str | None = None,
+    anchor: str = "cls_token",
+) -> tuple[dict | None, str, bool]:
+    """(state dict or None, where it came from, whether it is timm's hub format) for ``pretrained``;
+    ``default_tag``: the timm tag that "imagenet" means (None: timm's default for ``name``)."""
     kind, value = vit_weights_source(pretrained)
     if kind == "hub":
-        source = fetch_timm_file(name, value, built_here)
+        source = fetch_timm_file(name, value or default_tag, built_here)
         return read_state(Path(source)), source, True
     if kind == "file":
         source = str(Path(str(value)).expanduser())
-        return strip_prefix(read_state(Path(source))), source, False
+        return strip_prefix(read_state(Path(source)), anchor), source, False
     return None, "", False
 
 
-def load_vit_state(vit: nn.Module, state: dict[str, torch.Tensor], source: str, from_hub: bool) -> None:
-    """Strictly, after what timm itself applies to its hub weights; an ImageNet head in the file is not
-    ours."""
-    if from_hub:
+def vit_state(name: str, pretrained: str | bool | None, built_here: bool) -> tuple[dict | None, str, bool]:
+    """``backbone_state`` of a ViT."""
+    return backbone_state(name, pretrained, built_here)
+
+
+CLASSIFIER_KEYS = (
+    "head.",
+    "head_dist.",
+    "fc.",
+)  # an ImageNet classifier in the file (ViT, ResNet) is not ours
+
+
+def load_backbone_state(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, from_hub: bool
+) -> None:
+    """Strictly, after what timm itself applies to its hub weights (ViTs); an ImageNet classifier in the file
+    is not ours."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if from_hub and isinstance(model, VisionTransformer):
         from timm.models.vision_transformer import checkpoint_filter_fn
 
-        state = checkpoint_filter_fn(state, vit)
-    state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist."))}
+        state = checkpoint_filter_fn(state, model)
+    state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_KEYS)}
     try:
-        vit.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:4])
         raise ConfigError(f"{source} does not fit model.lseg.backbone ({VIT_KEY}): {detail}") from None
+
+
+load_vit_state = load_backbone_state  # the name the ViT path had

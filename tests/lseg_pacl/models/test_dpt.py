@@ -4,10 +4,11 @@ import time
 import pytest
 import torch
 from safetensors.torch import save_file
+from support.lseg_official import OfficialLSeg, make_resnet_backbone, perturb_
 
 import lseg_pacl.models.weights as weights
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.models.dpt import BACKBONES, DPT, create_vit, resize_pos_embed
+from lseg_pacl.models.dpt import BACKBONES, DPT, create_resnet, create_vit, resize_pos_embed
 
 VIT_L_DPT_PARAMETERS = 341_655_040  # ViT-L/16 384 DPT, features 256, out_dim 512 (its ViT: 303,688,704)
 
@@ -28,8 +29,10 @@ def no_network(monkeypatch):
 
 def _level_sizes(model: DPT, images: torch.Tensor) -> list[tuple[int, int]]:
     sizes: list[tuple[int, int]] = []
-    handles = [conv.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
-               for conv in model.layer_rn]
+    handles = [
+        conv.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
+        for conv in model.layer_rn
+    ]
     try:
         model(images)
     finally:
@@ -73,7 +76,10 @@ def test_full_size_backbones_give_the_right_shapes(name, size, levels):
     assert model.patch_size == (32 if "patch32" in name else 16)
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+VITS = [name for name, spec in BACKBONES.items() if spec.get("kind", "vit") == "vit"]
+
+
+@pytest.mark.parametrize("name", VITS)
 def test_the_backbone_table_states_each_vits_own_patch_size(name):
     # the table lets the data be built before the model; the ViT itself must agree (meta device: no weights)
     with torch.device("meta"):
@@ -234,8 +240,14 @@ def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, no_network
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
     state = {k: v.contiguous() for k, v in tiny.vit.state_dict().items()}
-    state.update({"norm.weight": torch.ones(96), "norm.bias": torch.zeros(96),
-                  "head.weight": torch.zeros(5, 96), "head.bias": torch.zeros(5)})
+    state.update(
+        {
+            "norm.weight": torch.ones(96),
+            "norm.bias": torch.zeros(96),
+            "head.weight": torch.zeros(5, 96),
+            "head.bias": torch.zeros(5),
+        }
+    )
     save_file(state, str(repo / "snapshots" / commit / "model.safetensors"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -253,3 +265,130 @@ def test_pretrained_tags_are_checked_without_network(no_network):
     with pytest.raises(ConfigError, match="no pretrained weights"):
         create_vit("vit_tiny_lseg", "imagenet")
     assert create_vit("vit_tiny_lseg", "none").pos_embed.shape == (1, 65, 96)
+
+
+# ------------------------------------------------------------------------------------------------ ResNet DPT
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet():
+    torch.manual_seed(0)
+    return DPT("resnet_tiny_lseg", features=32, out_dim=16).eval()
+
+
+def test_tiny_resnet_dpt_shapes_at_a_non_square_input(tiny_resnet):
+    with torch.no_grad():
+        out = tiny_resnet(torch.randn(2, 3, 64, 96))
+        assert _level_sizes(tiny_resnet, torch.randn(1, 3, 64, 96)) == [(16, 24), (8, 12), (4, 6), (2, 3)]
+    assert out.shape == (2, 16, 32, 48) and torch.isfinite(out).all()
+    assert [conv.in_channels for conv in tiny_resnet.layer_rn] == [64, 128, 256, 512]
+    assert tiny_resnet.patch_size == 32 and tiny_resnet.vit is None and tiny_resnet.readout is None
+
+
+def test_resnet_sides_must_divide_by_32(tiny_resnet):
+    with pytest.raises(ValueError, match="must divide by 32 for the ResNet backbone resnet_tiny_lseg"):
+        tiny_resnet(torch.randn(1, 3, 48, 64))
+
+
+def test_resnet101_dpt_on_meta():
+    with torch.device("meta"):
+        model = DPT("resnet101")
+        out = model(torch.empty(1, 3, 96, 160))
+        assert _level_sizes(model, torch.empty(1, 3, 96, 160)) == [(24, 40), (12, 20), (6, 10), (3, 5)]
+    assert out.shape == (1, 512, 48, 80)
+    assert [conv.in_channels for conv in model.layer_rn] == [256, 512, 1024, 2048]
+    assert sum(p.numel() for p in model.backbone_parameters()) == 42_500_160  # torchvision's, without fc
+    assert all(k.startswith(("resnet.", "layer_rn.", "fusion.", "head.")) for k in model.state_dict())
+
+
+def test_resnet_parameters_split_and_all_get_gradients(tiny_resnet):
+    model = DPT("resnet_tiny_lseg", features=16, out_dim=8).train()
+    backbone = {id(p) for p in model.backbone_parameters()}
+    decoder = {id(p) for p in model.decoder_parameters()}
+    assert backbone == {id(p) for p in model.resnet.parameters()} and not backbone & decoder
+    assert backbone | decoder == {id(p) for p in model.parameters()}
+    model(torch.randn(2, 3, 64, 64)).square().mean().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+
+
+def test_vit_names_are_unchanged_and_kinds_refuse_each_other():
+    with torch.device("meta"):
+        vit = DPT("vit_tiny_lseg")
+    prefixes = {k.split(".")[0] for k in vit.state_dict()}
+    assert prefixes == {"vit", "readout", "reassemble", "layer_rn", "fusion", "head"}
+    with pytest.raises(ConfigError, match="not a ViT"):
+        create_vit("resnet_tiny_lseg")
+    with pytest.raises(ConfigError, match="not a ResNet"):
+        create_resnet("vit_tiny_lseg")
+
+
+@pytest.mark.parametrize("layout", ["torchvision.pth", "prefixed.ckpt"])
+def test_resnet_weights_from_a_local_file(tmp_path, tiny_resnet, layout, no_network):
+    state = {k: v.clone() for k, v in tiny_resnet.resnet.state_dict().items()}
+    path = tmp_path / layout
+    if layout == "torchvision.pth":  # torchvision's layout: the same names plus the ImageNet classifier
+        torch.save({**state, "fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}, path)
+    else:  # the ResNet inside one of our checkpoints
+        torch.save({"state_dict": {f"net.dpt.resnet.{k}": v for k, v in state.items()}}, path)
+    loaded = create_resnet("resnet_tiny_lseg", str(path))
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name
+
+
+def test_resnet101_imagenet_is_torchvisions_weights_and_fails_fast_offline(monkeypatch, tmp_path, no_network):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(MissingInputError) as info:
+        DPT("resnet101", pretrained="imagenet")
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert "timm/resnet101.tv_in1k" in message and "model.lseg.backbone_pretrained=/path/to/" in message
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        create_resnet("resnet_tiny_lseg", "imagenet")
+
+
+def _copy_rcu(ours: torch.nn.Module, official: torch.nn.Module) -> None:
+    """An official ResidualConvUnit_custom (convs without bias) into ours (convs with a bias: zero)."""
+    missing, unexpected = ours.load_state_dict(official.state_dict(), strict=False)
+    assert sorted(missing) == ["conv1.bias", "conv2.bias"] and not unexpected
+    with torch.no_grad():
+        ours.conv1.bias.zero_()
+        ours.conv2.bias.zero_()
+
+
+def test_resnet_dpt_equals_the_official_lsegrn_image_side():
+    """lang-seg lseg_net_zs.py:306-324 (LSegRN.forward up to scratch.head1) with lseg_blocks_zs.py:56-119
+    (_make_scratch, _make_resnet_backbone) and 236-372 (ResidualConvUnit_custom / FeatureFusionBlock_custom,
+    bn=True), transcribed in tests/support/lseg_official.py on torchvision's ResNet; float64, eval mode,
+    random weights with perturbed BatchNorm statistics, a non-square input."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    official = OfficialLSeg(
+        make_resnet_backbone(ResNet(BasicBlock, [1, 1, 1, 1])), (64, 128, 256, 512), features=32, out_c=16
+    )
+    official = perturb_(official).double().eval()
+    ours = DPT("resnet_tiny_lseg", features=32, out_dim=16).double().eval()
+    o, s = official.pretrained, official.scratch
+    ours.resnet.conv1.load_state_dict(o.layer1[0].state_dict())
+    ours.resnet.bn1.load_state_dict(o.layer1[1].state_dict())
+    ours.resnet.layer1.load_state_dict(o.layer1[4].state_dict())
+    for i in (2, 3, 4):
+        getattr(ours.resnet, f"layer{i}").load_state_dict(getattr(o, f"layer{i}").state_dict())
+    for i in range(4):
+        ours.layer_rn[i].load_state_dict(getattr(s, f"layer{i + 1}_rn").state_dict())
+        refinenet = getattr(s, f"refinenet{i + 1}")
+        _copy_rcu(ours.fusion[i].refine, refinenet.resConfUnit2)
+        if i < 3:
+            _copy_rcu(ours.fusion[i].lateral, refinenet.resConfUnit1)
+        ours.fusion[i].out_conv.load_state_dict(refinenet.out_conv.state_dict())
+    ours.head.load_state_dict(s.head1.state_dict())
+    x = torch.randn(2, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        expected = official.image_features(x)
+        got = ours(x)
+    assert got.shape == expected.shape == (2, 16, 32, 48)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

@@ -82,6 +82,18 @@ def test_lr_groups_put_only_the_decoder_scratch_at_ten_times_the_backbone():
     assert len(backbone) + len(rest) == len(module.trainable_parameters())
 
 
+def test_lr_groups_put_the_resnet_at_the_base_rate():
+    """lang-seg lsegmentation_module_zs.py:237-244: net.pretrained (the ResNet) at base_lr, net.scratch at
+    10x."""
+    module = objective("model.lseg.backbone=resnet_tiny_lseg")
+    (backbone, one), (rest, ten) = module.lr_groups()
+    assert (one, ten) == (1.0, 10.0)
+    resnet = {f"net.dpt.resnet.{n}" for n, _ in module.net.dpt.resnet.named_parameters()}
+    assert {n for n, _ in backbone} == resnet
+    assert {n.split(".")[2] for n, _ in rest if n.startswith("net.dpt.")} == {"layer_rn", "fusion", "head"}
+    assert len(backbone) + len(rest) == len(module.trainable_parameters())
+
+
 @pytest.mark.slow
 def test_a_run_checkpoint_rebuilds_the_model_alone(tiny):
     summary = train("lseg_demo_seg", [*tiny, "model.clip.pretrained=null"])
