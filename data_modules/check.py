@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from data_modules.bad_samples import BadSample
-from data_modules.benchmarks import BENCHMARKS
+from data_modules.bad_samples import BadSample, Skipped
+from data_modules.benchmarks import BENCHMARKS, IGNORE_INDEX
 from data_modules.captions import caption_split, read_coco_captions
 from data_modules.images import read_rgb
 from data_modules.segmentation import SegmentationSet
@@ -82,6 +82,47 @@ class _ShardScan(Dataset):
         return {"ok": ok, "seen": seen, "problems": [(r, f, "") for r, f in events]}
 
 
+class _EpisodeScan(Dataset):
+    """Per episode, as training or evaluation reads it (image, support, binary target at the episode size):
+    target pixels per value 0 (others), 1 (the class), 255 (ignored)."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.data[index]
+        if isinstance(item, Skipped):
+            return {"ok": 0, "problems": [(item.reason, item.file, item.detail)]}
+        values = item["target"].flatten().numpy().astype(np.int64)
+        hist = np.bincount(np.where(values == IGNORE_INDEX, 2, values), minlength=3)
+        return {"ok": 1, "hist": hist, "problems": []}
+
+
+def check_episodes(dataset: str, root: str, split: str | None = None, fold: int | None = None,
+                   workers: int = 0, coco_lists: str | None = None) -> dict:
+    """Every episode of each fold (or of ``fold``) of one split ("test" by default, or "train")."""
+    from data_modules.episodes import EpisodeSet
+    from data_modules.episodes.folds import fold_count
+
+    split = split or "test"
+    folds = [fold] if fold is not None else list(range(fold_count(dataset)))
+    per_fold, counts, listed, hist, total, ok_all = {}, Counter(), [], np.zeros(3, dtype=np.int64), 0, 0
+    for f in folds:
+        data = EpisodeSet(dataset, root, f, split, coco_lists=coco_lists)
+        ok, _, c, problems, h = _scan(_EpisodeScan(data), workers, bins=3)
+        per_fold[str(f)] = {"episodes": len(data), "ok": ok}
+        total, ok_all, hist = total + len(data), ok_all + ok, hist + h
+        counts.update(c)
+        listed += problems[: MAX_LISTED - len(listed)]
+    return {"dataset": dataset, "root": str(root), "split": split, "folds": per_fold, "images": total,
+            "pairs_ok": ok_all,
+            "label_hist": {k: int(n) for k, n in zip(("0", "1", "255"), hist, strict=True) if n},
+            "ignore_index": IGNORE_INDEX, "problems": listed, "problem_counts": dict(counts)}
+
+
 def shard_urls(root: str) -> list[str]:
     """A folder's ``*.tar`` files, or a brace pattern / URL list given directly."""
     path = Path(root).expanduser()
@@ -140,4 +181,8 @@ def check_dataset(dataset: str, root: str, split: str | None = None, workers: in
         ok, seen, counts, listed, _ = _scan(_ShardScan(urls), workers)
         return {"dataset": dataset, "root": root, "shards": len(urls), "images": seen, "pairs_ok": ok,
                 "label_hist": None, "problems": listed, "problem_counts": dict(counts)}
+    from data_modules.episodes.folds import EPISODE_BENCHMARKS
+
+    if dataset in EPISODE_BENCHMARKS:
+        return check_episodes(dataset, root, split, workers=workers)
     raise ValueError(f"unknown dataset '{dataset}'")

@@ -190,9 +190,11 @@ def parser() -> argparse.ArgumentParser:
         cmd_data,
         "datasets: lseg-pacl data synth out=DIR [seed= n_train= n_val= size=] | "
         "classes dataset=NAME [root=DIR] | check dataset=NAME root=DIR [split= workers=] | "
+        "check dataset=pascal5i|coco20i|fss1000 root=DIR [split=test|train fold=F coco_lists=DIR] | "
         "prepare coco_object root=DIR [split=val2017] | "
         "prepare ade847 src=ADE20K_2021_17_01 [root=DIR] [split=validation] | "
-        "prepare pc459 src=VOCdevkit/VOC2010 [root=DIR]",
+        "prepare pc459 src=VOCdevkit/VOC2010 [root=DIR] | "
+        "prepare pascal5i voc=DIR [sbd=DIR] [out=DIR] | prepare coco20i coco=DIR [splits=DIR] [out=DIR]",
         "action",
         "options",
         choices={"action": list(DATA_ACTIONS)},

@@ -4,6 +4,7 @@ check a dataset's files, write a benchmark's files from its original release (da
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 from lseg_pacl.commands.options import key_values
@@ -56,16 +57,29 @@ def _data_classes(options: list[str]) -> list[str]:
 
 
 def _data_check(options: list[str]) -> dict:
-    from data_modules.check import check_dataset
+    from data_modules.check import check_dataset, check_episodes
+    from data_modules.episodes.folds import EPISODE_BENCHMARKS
 
-    opts = key_values(options, {"dataset": str, "root": str, "split": str, "workers": int})
-    name = _dataset_name(opts, "check")
+    opts = key_values(options, {"dataset": str, "root": str, "split": str, "workers": int, "fold": int,
+                                "coco_lists": str})
+    name = opts.get("dataset")
+    episodes = name in EPISODE_BENCHMARKS and name != "synthetic"  # the world's masks: the dense check
+    if not episodes:
+        name = _dataset_name(opts, "check")
     if "root" not in opts:
         raise ConfigError("data check needs root=DIR (the dataset's folder, or the folder holding it)")
+    if not episodes and ("fold" in opts or "coco_lists" in opts):
+        raise ConfigError(f"fold= and coco_lists= are options of the episode benchmarks "
+                          f"({', '.join(EPISODE_BENCHMARKS)}), not of {name}")
     try:
+        if episodes:
+            return check_episodes(name, opts["root"], opts.get("split"), opts.get("fold"),
+                                  opts.get("workers", 0), opts.get("coco_lists"))
         return check_dataset(name, opts["root"], opts.get("split"), opts.get("workers", 0))
     except (FileNotFoundError, ValueError) as exc:
         raise MissingInputError(str(exc)) from None
+    except pickle.UnpicklingError as exc:
+        raise BadDataError(str(exc)) from None
 
 
 def _data_prepare(options: list[str]) -> dict:

@@ -16,12 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lseg_pacl.config.loading import load_config, parse_overrides, to_plain
 from lseg_pacl.errors import ConfigError
+from lseg_pacl.evaluation.episode_eval import episode_key, evaluate_episodes
 from lseg_pacl.evaluation.evaluator import Member, evaluate_members, protocol_key
 from lseg_pacl.evaluation.report import to_wandb, write_reports
 from lseg_pacl.evaluation.settings import device_for
 from lseg_pacl.objectives import build_objective, load_objective
 from lseg_pacl.objectives.base import ZeroShotObjective
-from lseg_pacl.training.inputs import check_benchmarks, ensure_synthetic
+from lseg_pacl.training.inputs import check_benchmarks, ensure_synthetic, episode_roots
 from lseg_pacl.training.plan import experiment_root, new_run_id
 
 
@@ -126,6 +127,13 @@ def evaluate(experiment: str | None, overrides: list[str]) -> dict:
             scored = evaluate_members([m.member for m in group], name, group[0].roots[name], device)
             for m, r in zip(group, scored, strict=True):
                 results[m.name][name] = r
+    for m in models:
+        for name, root in episode_roots(m.cfg, list(m.cfg.eval.episodes or m.cfg.data.val.episodes)).items():
+            if m.member.method not in (None, "plain"):
+                raise ConfigError(f"{m.name}: episode benchmarks score checkpoints and plain models; the "
+                                  f"training-free row '{m.member.method}' is not wired to them")
+            results[m.name][episode_key(name, m.cfg.data.fold)] = evaluate_episodes(
+                m.cfg, m.member.module, name, root, device)
     merged = {}
     for m in models:
         out = m.member.out
@@ -133,8 +141,10 @@ def evaluate(experiment: str | None, overrides: list[str]) -> dict:
         to_wandb(m.cfg.logger.wandb, out, results[m.name], m.member.wandb_images, name=f"eval/{m.name}")
         for name, r in results[m.name].items():
             miou = "n/a" if r["mIoU"] is None else f"{100 * r['mIoU']:.2f}"
-            print(f"{m.name:<18} {name:<14} mIoU {miou}  aAcc {100 * (r['aAcc'] or 0):.2f}  "
-                  f"images {r['images']}  protocol {r['protocol_hash']}")
+            second = (f"FB-IoU {100 * r['FB-IoU']:.2f}  episodes" if "FB-IoU" in r
+                      else f"aAcc {100 * (r['aAcc'] or 0):.2f}  images")
+            print(f"{m.name:<18} {name:<14} mIoU {miou}  {second} {r['images']}  "
+                  f"protocol {r['protocol_hash']}")
         print(f"written: {out / 'results.json'} (and results.md, results.csv)")
     if len(models) > 1:
         dirs = ",".join(str(m.member.out) for m in models)

@@ -64,6 +64,10 @@ class LsegConfig:
     head_lr_mult: float = 10.0  # decoder and head learning rate over the backbone's
     input_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     input_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    # Start training from a file's weights: an official lang-seg checkpoint (models/lseg_official.py) or one
+    # of ours; the LSeg network (net.*), and CLIP's text tower when the file carries one. backbone_pretrained
+    # is then not read; a reload from a checkpoint does not read this file either.
+    init_from: str | None = None
 
 
 @dataclass
@@ -127,11 +131,13 @@ class ShardSourceConfig:
 @dataclass
 class TrainDataConfig:
     # coco: annotations/captions_<split>.json beside <split>/*.jpg | shards | segmentation (masks of
-    # `dataset`)
+    # `dataset`) | episodes (LSeg's zero-shot training: 2-way episodes of `dataset`'s seen classes, data.fold)
     format: str | None = None  # required for training
     root: str | None = None  # coco: the folder holding annotations/; segmentation: the dataset's folder
     split: str | None = None  # coco and segmentation (required): e.g. train2017, training
-    dataset: str | None = None  # format=segmentation (required): the benchmark whose training split to learn
+    # format=segmentation (required): the benchmark whose training split to learn; format=episodes: an episode
+    # benchmark (pascal5i, coco20i, fss1000, synthetic; data_modules/episodes)
+    dataset: str | None = None
     base_size: int | None = None
     scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     shards: list[ShardSourceConfig] = field(default_factory=list)  # format=shards
@@ -160,6 +166,21 @@ class SegDataConfig:
     split: str | None = None  # None: each dataset's validation split; a value applies to every dataset
     image_size: int | None = None  # resize the short side, centre-crop a square (required for training)
     max_images: int | None = None
+    # Episode benchmarks validated on data.fold's unseen classes (val/mIoU/<name>: the mean foreground IoU
+    # over the fold's classes; val/FB-IoU/<name>)
+    episodes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EpisodeDataConfig:
+    """LSeg's zero-shot protocol (data_modules/episodes, docs/evaluation.md): 2-way ["others", class]
+    episodes."""
+
+    size: int = 480  # images resized to size x size (aspect not kept), masks nearest, metric at this size
+    # None: the official count (1000 for PASCAL-5i and COCO-20i; FSS-1000: every image)
+    test_episodes: int | None = None
+    # COCO-20i's fold lists (None: <data root>/COCO2014/splits, else <data root>/splits/coco)
+    coco_lists: str | None = None
 
 
 @dataclass
@@ -168,6 +189,8 @@ class DataConfig:
     train: TrainDataConfig = field(default_factory=TrainDataConfig)
     val: SegDataConfig = field(default_factory=SegDataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    fold: int | None = None  # the zero-shot fold of the episode benchmarks (its classes are the unseen ones)
+    episodes: EpisodeDataConfig = field(default_factory=EpisodeDataConfig)
     batch_size: int | None = None  # training batch per process (required for training)
     val_batch_size: int = 32
     num_workers: int = 4
@@ -182,6 +205,8 @@ class EvalConfig:
 
     ckpt: str | None = None  # a checkpoint of this project; None: the experiment's own (training-free) model
     benchmarks: list[str] = field(default_factory=list)  # empty: data.val.datasets
+    # episode benchmarks scored at data.fold (empty: data.val.episodes)
+    episodes: list[str] = field(default_factory=list)
     templates: str = "raw"  # raw | pacl7 | imagenet80 (each prompt normalised, averaged, re-normalised)
     class_names: dict[str, str] = field(
         default_factory=dict

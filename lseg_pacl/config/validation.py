@@ -89,10 +89,10 @@ def validate(cfg: DictConfig) -> None:
     _validate_method(cfg)
     _validate_data(cfg.data)
     fmt = cfg.data.train.format
-    if fmt is not None and (cfg.model.objective == "lseg") != (fmt == "segmentation"):
+    if fmt is not None and (cfg.model.objective == "lseg") != (fmt in ("segmentation", "episodes")):
         raise ConfigError(
             f"model.objective={cfg.model.objective} with data.train.format={fmt}: lseg trains on "
-            f"masks (format segmentation); clip and pacl on captions (coco, shards)"
+            f"masks (format segmentation, or episodes); clip and pacl on captions (coco, shards)"
         )
     _resolvable(cfg)
 
@@ -188,12 +188,34 @@ def _known_benchmarks(*names: str) -> None:
             )
 
 
+def _validate_episodes(data: DictConfig) -> None:
+    """Episode benchmarks are known, and data.fold is one of each one's folds."""
+    from data_modules.episodes.folds import EPISODE_BENCHMARKS, fold_count
+
+    if data.val.episodes and data.train.format not in (None, "episodes"):
+        raise ConfigError(f"data.val.episodes is validated by episode training only (data.train.format="
+                          f"episodes, not {data.train.format}); evaluate other models with eval.episodes")
+    named = list(data.val.episodes) + ([data.train.dataset] if data.train.format == "episodes" else [])
+    unknown = [n for n in named if n not in EPISODE_BENCHMARKS]
+    if unknown:
+        raise ConfigError(f"unknown episode benchmark(s) {', '.join(map(str, unknown))}; known: "
+                          f"{', '.join(EPISODE_BENCHMARKS)}")
+    if data.fold is not None:
+        for name in named:
+            if not 0 <= data.fold < fold_count(name):
+                raise ConfigError(f"data.fold={data.fold}: {name} has folds 0..{fold_count(name) - 1}")
+    count = data.episodes.test_episodes
+    if data.episodes.size <= 0 or (count is not None and count <= 0):
+        raise ConfigError("data.episodes.size and data.episodes.test_episodes must be > 0")
+
+
 def _validate_data(data: DictConfig) -> None:
     if data.val.max_images is not None and data.val.max_images <= 0:
         raise ConfigError(f"data.val.max_images={data.val.max_images} must be > 0 (or null for all)")
     _known_benchmarks(*data.val.datasets, *data.val.roots)
-    if not data.val.datasets:
+    if not data.val.datasets and not data.val.episodes:
         raise ConfigError("data.val.datasets is empty: name at least one benchmark")
+    _validate_episodes(data)
     if not 0 <= data.max_bad_fraction <= 1:
         raise ConfigError(f"data.max_bad_fraction={data.max_bad_fraction}: must be within 0..1")
     t = data.train

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter
+from data_modules.bad_samples import EVENTS, DataQualityError, SkipCounter, batch_size_of
 from data_modules.segmentation import SegmentationSet, collate_segmentation
 from data_modules.transforms import centre_crop_transform, normalize_transform, uint8_transform
 from data_modules.workers import worker_options
@@ -95,10 +95,10 @@ def _diagnostics(cfg: DictConfig, module: ZeroShotObjective, block: str | None) 
     return Diagnostics(views, list(cfg.eval.analysis), cfg.eval.coherence_pairs)
 
 
-def _count(skips: SkipCounter, batch: dict | None = None) -> None:
+def count_skips(skips: SkipCounter, batch: dict | None = None) -> None:
     """Count a batch's skipped images (or, without one, check the totals): too many stop the evaluation."""
     try:
-        skips.add(int("image" in batch), batch[EVENTS]) if batch is not None else skips.check()
+        skips.add(batch_size_of(batch), batch[EVENTS]) if batch is not None else skips.check()
     except DataQualityError as exc:
         raise BadDataError(str(exc)) from None
 
@@ -231,11 +231,11 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
     loader = DataLoader(data, batch_size=1, num_workers=workers, collate_fn=collate_segmentation,
                         **worker_options(workers))
     bound = first.cfg.stall.data_timeout
-    with torch.no_grad(), autocast_for(precision, device), _bounded_waits(name, bound) as deadline:
+    with torch.no_grad(), autocast_for(precision, device), bounded_waits(name, bound) as deadline:
         deadline.beat("waiting for the first image", bound, "stall.data_timeout")
         for index, batch in enumerate(loader):
             deadline.beat(f"scoring image {index}", None)
-            _count(skips, batch)
+            count_skips(skips, batch)
             if "image" not in batch:
                 continue
             image, mask = batch["image"].to(device), batch["mask"].to(device)
@@ -252,7 +252,7 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
                     s.diagnostics.update(x, mask, s.first_names, s.labels.scored, proto.short_side,
                                          module.patch_size, data.ignore_index)
             deadline.beat(f"waiting for image {index + 1}", bound, "stall.data_timeout")
-    _count(skips)
+    count_skips(skips)
     results = []
     for s in states:
         result = {
@@ -270,7 +270,7 @@ def evaluate_members(members: Sequence[Member], name: str, root: Path, device: t
 
 
 @contextlib.contextmanager
-def _bounded_waits(benchmark: str, seconds: float | None) -> Iterator[Deadline]:
+def bounded_waits(benchmark: str, seconds: float | None) -> Iterator[Deadline]:
     """No image for stall.data_timeout seconds: a stop with its own exit code (76), never a wait without
     end (lseg_pacl/deadline.py)."""
     message = (f"eval {benchmark}: no image from the DataLoader for {seconds} s (stall.data_timeout); the "

@@ -56,6 +56,11 @@ def markdown(results: dict, title: str) -> str:
             f"| {name} | {_pct(r['mIoU'])} | {_pct(r['aAcc'])} | {r['images']} | {r['skipped']} | "
             f"{s['model']} | {s['templates']} | {protocol} |"
         )
+    episodes = [(name, r) for name, r in results.items() if "FB-IoU" in r]
+    if episodes:  # LSeg's zero-shot protocol: mIoU is the mean foreground IoU over the fold's classes
+        lines += ["", "| episode benchmark | mIoU (foreground) | FB-IoU | episodes |", "|---|---|---|---|"]
+        lines += [f"| {name} | {_pct(r['mIoU'])} | {_pct(r['FB-IoU'])} | {r['images']} |"
+                  for name, r in episodes]
     for name, r in results.items():
         for who, figures in r.get("analysis", {}).items():
             if figures:

@@ -22,6 +22,7 @@ from data_modules.benchmarks import benchmark
 from data_modules.ranks import distributed, rank
 from lseg_pacl.config.loading import from_plain
 from lseg_pacl.errors import TrainingDivergedError
+from lseg_pacl.evaluation.episodes import EpisodeMeter
 from lseg_pacl.evaluation.metrics import SegmentationScore
 from lseg_pacl.models.clip import ClipBackbone, clip_geometry, clip_normalisation, clip_quick_gelu
 from lseg_pacl.models.inputs import InputSpec
@@ -35,16 +36,21 @@ log = logging.getLogger(__name__)
 Benchmarks = Sequence[
     tuple[str, Sequence[str]]
 ]  # (benchmark name, its class names) per validation DataLoader
+# (episode benchmark, every class name, the fold's class ids) per episode DataLoader, after the dense ones
+EpisodeBenchmarks = Sequence[tuple[str, Sequence[str], Sequence[int]]]
+OTHERS = "others"  # the first of each episode's two texts (lang-seg lseg_net_zs.py:171-174)
 
 
 class ZeroShotObjective(L.LightningModule):
     """Base LightningModule. ``config`` is the full experiment config as plain containers.
     ``load_pretrained=False`` skips reading the configured weights (a checkpoint's state dict replaces them
-    anyway). ``benchmarks``: the validation DataLoaders' (name, class names), in DataLoader order."""
+    anyway). ``benchmarks``: the validation DataLoaders' (name, class names), in DataLoader order;
+    ``episodes``: the episode benchmarks validated after them (LSeg's zero-shot protocol)."""
 
     uses_clip_image_tower = True
 
-    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = ()) -> None:
+    def __init__(self, config: dict, load_pretrained: bool = True, benchmarks: Benchmarks = (),
+                 episodes: EpisodeBenchmarks = ()) -> None:
         super().__init__()
         clip = config["model"]["clip"]
         quick_gelu = clip_quick_gelu(clip["name"], clip.get("pretrained"), clip.get("quick_gelu"))
@@ -67,6 +73,10 @@ class ZeroShotObjective(L.LightningModule):
         self.val_benchmarks = [(name, tuple(names)) for name, names in benchmarks]
         self.val_miou = nn.ModuleList(SegmentationScore(len(names), ignore_index=benchmark(name).ignore_index)
                                       for name, names in self.val_benchmarks)
+        self.val_episodes = [(name, tuple(names), tuple(fold)) for name, names, fold in episodes]
+        self.episode_meters = nn.ModuleList(
+            EpisodeMeter(fold, len(names)) for _, names, fold in self.val_episodes
+        )
         self.nonfinite = NonFiniteGuard(self.cfg.optim.max_nonfinite_steps)
 
     # ---- what an objective provides
@@ -123,8 +133,34 @@ class ZeroShotObjective(L.LightningModule):
         classes = self.clip.class_embeddings(class_names, self.templates).to(images.device)
         return self.logits(images, classes, size or tuple(images.shape[-2:]))
 
+    def episode_texts(self, class_names: Sequence[str]) -> torch.Tensor:
+        """Unit embeddings [1 + C, D] of "others" and each class name: an episode of class c is scored
+        against rows 0 and 1 + c."""
+        return self.clip.class_embeddings((OTHERS, *class_names), self.templates)
+
+    def episode_logits(self, images: torch.Tensor, class_ids: torch.Tensor, texts: torch.Tensor,
+                       size: tuple[int, int]) -> torch.Tensor:
+        """2-way logits [B, 2, *size] (others, the episode's class) of each image against its own pair of
+        ``episode_texts`` rows; by default the images of one class at a time."""
+        out = torch.empty(images.shape[0], 2, *size, device=images.device)
+        for c in torch.unique(class_ids).tolist():
+            rows = class_ids == c
+            pair = texts[torch.tensor([0, 1 + c], device=texts.device)].to(images.device)
+            out[rows] = self.logits(images[rows], pair, size).float()
+        return out
+
+    def episode_validation_step(self, batch: dict, index: int) -> None:
+        _, names, _ = self.val_episodes[index]
+        target = batch["target"]
+        logits = self.episode_logits(batch["image"], batch["class_id"], self.episode_texts(names),
+                                     tuple(target.shape[-2:]))
+        self.episode_meters[index].update(logits.argmax(1), target, batch["class_id"])
+
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch_size_of(batch) == 0:  # every sample of this batch was bad (counted by SkipMonitor)
+            return
+        if dataloader_idx >= len(self.val_benchmarks):
+            self.episode_validation_step(batch, dataloader_idx - len(self.val_benchmarks))
             return
         masks = batch["mask"]
         logits = self.segment(batch["image"], self.val_benchmarks[dataloader_idx][1], tuple(masks.shape[-2:]))
@@ -139,8 +175,21 @@ class ZeroShotObjective(L.LightningModule):
             metric.reset()
             scores.append(score)
             self.log(f"val/mIoU/{name}", score)
+        for (name, _, _), meter in zip(self.val_episodes, self.episode_meters, strict=True):
+            miou, fb_iou = self.episode_scores(meter)
+            scores.append(miou)
+            self.log(f"val/mIoU/{name}", miou)
+            self.log(f"val/FB-IoU/{name}", fb_iou)
         if scores:
             self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
+
+    def episode_scores(self, meter: EpisodeMeter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean foreground IoU, FB-IoU) as fractions, the counts summed over DDP ranks (every rank must call
+        it); the meter is reset."""
+        scores = meter.compute()
+        meter.reset()
+        return (torch.tensor(scores["miou"] / 100.0, device=self.device),
+                torch.tensor(scores["fb_iou"] / 100.0, device=self.device))
 
     def text_generator(self) -> torch.Generator | None:
         """The noun-template draws: the global RNG alone, or under DDP one seeded by (seed, step) on every

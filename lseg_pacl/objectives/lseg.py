@@ -19,10 +19,13 @@ from data_modules.benchmarks import IGNORE_INDEX
 from lseg_pacl.models.dpt import backbone_spec
 from lseg_pacl.models.inputs import InputSpec
 from lseg_pacl.models.lseg import LSegNet
+from lseg_pacl.models.lseg_official import load_initial_weights
 from lseg_pacl.models.prompts import templates
-from lseg_pacl.objectives.base import Benchmarks, ZeroShotObjective
+from lseg_pacl.objectives.base import OTHERS, Benchmarks, EpisodeBenchmarks, ZeroShotObjective
 
-BASE_RATE = ("net.dpt.vit.", "net.dpt.readout.", "net.dpt.reassemble.")  # the official net.pretrained
+# the official net.pretrained: the ViT with its readout/reassemble layers, or the ResNet (lang-seg
+# lsegmentation_module.py:119-127, lsegmentation_module_zs.py:237-244)
+BASE_RATE = ("net.dpt.vit.", "net.dpt.readout.", "net.dpt.reassemble.", "net.dpt.resnet.")
 
 
 class LSeg(ZeroShotObjective):
@@ -37,14 +40,15 @@ class LSeg(ZeroShotObjective):
         load_pretrained: bool = True,
         benchmarks: Benchmarks = (),
         train_classes: Sequence[str] = (),
+        episodes: EpisodeBenchmarks = (),
     ) -> None:
-        super().__init__(config, load_pretrained, benchmarks)
+        super().__init__(config, load_pretrained, benchmarks, episodes)
         self.clip.requires_grad_(False)  # the text encoder is frozen
         self.clip.eval()
         c = self.cfg.model.lseg
         self.net = LSegNet(
             c.backbone,
-            c.backbone_pretrained if load_pretrained else None,
+            c.backbone_pretrained if load_pretrained and not c.init_from else None,
             self.clip.embed_dim,
             c.features,
             c.spatial_reg,
@@ -53,6 +57,8 @@ class LSeg(ZeroShotObjective):
             c.logit_scale,
             c.learn_logit_scale,
         )
+        if load_pretrained and c.init_from:  # an official lang-seg checkpoint or one of ours
+            load_initial_weights(self.net, self.clip.model, c.init_from, bool(self.cfg.model.clip.quick_gelu))
         self.train_templates = templates(c.templates)
         self.train_class_names = tuple(train_classes)
 
@@ -97,12 +103,22 @@ class LSeg(ZeroShotObjective):
     ) -> torch.Tensor:
         return self.net(images, class_embeddings, size)
 
+    def episode_logits(self, images: torch.Tensor, class_ids: torch.Tensor, texts: torch.Tensor,
+                       size: tuple[int, int]) -> torch.Tensor:
+        """One forward for the whole batch, each image against its own ["others", class] pair (lang-seg
+        lseg_net_zs.py:294-301, 326-333)."""
+        texts = texts.to(images.device)
+        pairs = torch.stack([texts[0].expand(len(class_ids), -1), texts[1 + class_ids.to(images.device)]], 1)
+        return self.net(images, pairs, size)
+
     # ---- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         if (
             batch_size_of(batch) == 0
         ):  # every sample was bad (counted by SkipMonitor); still joins guard_loss's
             return self.guard_loss(self.empty_batch_loss())  # all-reduce, as every other rank does
+        if "class_id" in batch:
+            return self.guard_loss(self.episode_loss(batch))
         images, masks = batch["image"], batch["mask"]
         labels = self.clip.class_embeddings(self.train_class_names, self.train_templates).to(images.device)
         logits = self.logits(images, labels, tuple(masks.shape[-2:]))
@@ -111,11 +127,24 @@ class LSeg(ZeroShotObjective):
         self.log("train/logit_scale", self.net.log_scale.exp(), batch_size=images.shape[0])
         return self.guard_loss(loss)
 
+    def episode_loss(self, batch: dict) -> torch.Tensor:
+        """Zero-shot training on episodes of the seen classes, as lang-seg's LSegmentationModuleZS (not in
+        fine-tune mode, lsegmentation_module_zs.py:122-127, 338-343): the supports then the queries in one
+        batch, binary masks, 2-way logits, cross-entropy averaged over every pixel."""
+        images = torch.cat([batch["support_image"], batch["image"]])
+        targets = torch.cat([batch["support_target"], batch["target"]])
+        class_ids = torch.cat([batch["class_id"], batch["class_id"]])
+        texts = self.clip.class_embeddings((OTHERS, *self.train_class_names), self.train_templates)
+        logits = self.episode_logits(images, class_ids, texts, tuple(targets.shape[-2:]))
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX)
+        self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
     def lr_groups(self) -> list[tuple[list[tuple[str, nn.Parameter]], float]]:
         """As the official code groups them (lang-seg lsegmentation_module.py:119-127): the ViT and its
-        readout/reassemble layers (``net.pretrained`` there) at the base rate; the decoder's scratch
-        (per-level 3x3 convs, fusion blocks, head, spatial block) and a learned scale at head_lr_mult times
-        it."""
+        readout/reassemble layers, or the ResNet (``net.pretrained`` there) at the base rate; the decoder's
+        scratch (per-level 3x3 convs, fusion blocks, head, spatial block) and a learned scale at head_lr_mult
+        times it."""
         named = self.trainable_parameters()
         backbone = [(n, p) for n, p in named if n.startswith(BASE_RATE)]
         rest = [(n, p) for n, p in named if not n.startswith(BASE_RATE)]

@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from data_modules.captions import CaptionDataModule, CocoCaptions
+from data_modules.episode_data import EpisodeDataModule
 from data_modules.feature_cache import FeatureStores
 from data_modules.segmentation import SegmentationDataModule
 from data_modules.shards import ShardSource, ShardStream
@@ -19,7 +20,7 @@ from data_modules.transforms import (
     segmentation_train_transform,
 )
 from lseg_pacl.errors import ConfigError, MissingInputError
-from lseg_pacl.training.inputs import shard_sources
+from lseg_pacl.training.inputs import episode_set, shard_sources
 from lseg_pacl.training.lightning_compat import epoch_in_progress
 from lseg_pacl.training.spec import RunSpec
 
@@ -118,18 +119,38 @@ def _captions(cfg: DictConfig, spec: RunSpec, cache: FeatureStores | None) -> Ca
     return data
 
 
+def _episodes(cfg: DictConfig, spec: RunSpec, cache: FeatureStores | None) -> EpisodeDataModule:
+    """LSeg's zero-shot training: the seen classes' episodes of data.train.dataset at data.fold, validated on
+    the dense benchmarks (if any) and on each episode benchmark's unseen classes."""
+    mean, std = spec.inputs.mean, spec.inputs.std
+    train = episode_set(cfg, cfg.data.train.dataset, spec.train_root, "train", mean, std)
+    episodes = [episode_set(cfg, e.name, e.folder, "test", mean, std) for e in spec.episodes]
+    return EpisodeDataModule(
+        train,
+        episodes,
+        cfg.data.batch_size,
+        cfg.data.val_batch_size,
+        cfg.data.num_workers,
+        cfg.seed,
+        epoch_in_progress,
+        dense=build_val_data(cfg, spec) if spec.benchmarks else None,
+    )
+
+
 TrainDataBuilder = Callable[
-    [DictConfig, RunSpec, FeatureStores | None], SegmentationDataModule | CaptionDataModule
+    [DictConfig, RunSpec, FeatureStores | None],
+    SegmentationDataModule | CaptionDataModule | EpisodeDataModule,
 ]
 TRAIN_FORMATS: dict[str, TrainDataBuilder] = {
     "coco": _captions,
     "shards": _captions,
     "segmentation": _segmentation,
+    "episodes": _episodes,
 }
 
 
 def build_train_data(
     cfg: DictConfig, spec: RunSpec, cache: FeatureStores | None = None
-) -> SegmentationDataModule | CaptionDataModule:
+) -> SegmentationDataModule | CaptionDataModule | EpisodeDataModule:
     """The training DataModule of data.train.format (with the validation benchmarks inside)."""
     return TRAIN_FORMATS[cfg.data.train.format](cfg, spec, cache)

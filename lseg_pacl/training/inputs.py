@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 from data_modules.benchmarks import benchmark, dataset_dir
 from data_modules.captions import caption_split
 from data_modules.shards import ShardSource, expand_urls, is_local, local_path
-from lseg_pacl.errors import ConfigError, MissingInputError
+from lseg_pacl.errors import BadDataError, ConfigError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,51 @@ def val_roots(cfg: DictConfig, names: list[str] | None = None) -> dict[str, Path
     return out
 
 
+def episode_root(cfg: DictConfig, explicit: str | None, key: str) -> Path:
+    """An episode benchmark's root: the folder holding HSNet's layout (VOC2012/, COCO2014/, FSS-1000/),
+    which is ``explicit``, else data.root, else $DATA_ROOT."""
+    if explicit:
+        return Path(explicit).expanduser()
+    base = cfg.data.root or os.environ.get("DATA_ROOT")
+    if base:
+        return Path(base).expanduser()
+    raise ConfigError(
+        f"no root for the episode benchmarks: pass {key}=DIR (the folder holding VOC2012/, COCO2014/ or "
+        f"FSS-1000/ as HSNet lays them out), or data.root=DIR, or set DATA_ROOT"
+    )
+
+
+def episode_roots(cfg: DictConfig, names: list[str] | None = None) -> dict[str, Path]:
+    """Each episode benchmark's root (default: data.val.episodes), from data.val.roots.<name> or the data
+    root; an error when data.fold is not set."""
+    names = list(cfg.data.val.episodes) if names is None else names
+    if names and cfg.data.fold is None:
+        raise ConfigError(f"episode benchmarks ({', '.join(names)}) need data.fold=F: the fold whose classes "
+                          f"are the unseen ones")
+    return {n: episode_root(cfg, cfg.data.val.roots.get(n), f"data.val.roots.{n}") for n in names}
+
+
+def episode_set(cfg: DictConfig, name: str, root: Path, split: str, mean, std):
+    """One episode benchmark's episodes at data.fold; a missing layout or list stops with what to provide."""
+    from data_modules.episodes.dataset import EpisodeSet
+
+    e = cfg.data.episodes
+    try:
+        return EpisodeSet(name, root, int(cfg.data.fold), split, size=e.size, mean=tuple(mean),
+                          std=tuple(std),
+                          seed=int(cfg.seed) if split == "train" else 0,  # test draws: the official seed 0
+                          coco_lists=e.coco_lists,
+                          episodes=e.test_episodes if split == "test" else None)
+    except (FileNotFoundError, ValueError) as exc:
+        raise MissingInputError(f"{name} (fold {cfg.data.fold}, {split}): {exc}") from None
+    except pickle.UnpicklingError as exc:  # a fold list that is not plain data (refused, nothing ran)
+        raise BadDataError(f"{name} (fold {cfg.data.fold}, {split}): {exc}") from None
+
+
 def train_root(cfg: DictConfig) -> Path:
     t = cfg.data.train
+    if t.format == "episodes":
+        return episode_root(cfg, t.root, "data.train.root")
     if t.format == "segmentation":
         bench = benchmark(t.dataset)
         return dataset_dir(bench, data_root(t.root, cfg.data.root, bench.folder, "data.train.root"))
@@ -120,6 +164,12 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
     elif train and t.format == "segmentation":
         split = benchmark(t.dataset).split_name(t.split)
         require_layout(t.dataset, train_root(cfg), split, "data.train.root")
+    elif train and t.format == "episodes":
+        if cfg.data.fold is None:
+            raise ConfigError(
+                "data.train.format=episodes needs data.fold=F (trained on the other folds' classes)"
+            )
+        episode_set(cfg, t.dataset, train_root(cfg), "train", (0.0,) * 3, (1.0,) * 3)
     elif train:
         split = caption_split(t.split)
         ann = train_root(cfg) / "annotations" / f"captions_{split}.json"
@@ -130,6 +180,8 @@ def check_inputs(cfg: DictConfig, train: bool = True) -> None:
                 f"data.train.root=DIR, or set DATA_ROOT (or data.root) to the folder holding coco/"
             )
     check_benchmarks(cfg)
+    for name, root in episode_roots(cfg).items():
+        episode_set(cfg, name, root, "test", (0.0,) * 3, (1.0,) * 3)
 
 
 def check_benchmarks(cfg: DictConfig, names: list[str] | None = None) -> dict[str, Path]:

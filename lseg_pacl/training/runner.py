@@ -91,6 +91,8 @@ def build_model_and_data(cfg: DictConfig) -> tuple[ZeroShotObjective, L.Lightnin
     inputs: dict[str, Any] = {"benchmarks": spec.benchmark_classes}
     if spec.train_classes:
         inputs["train_classes"] = spec.train_classes
+    if spec.episodes:
+        inputs["episodes"] = spec.episode_classes
     if cache is not None:
         inputs["feature_cache"] = cache
     return build_objective(to_plain(cfg), **inputs), build_train_data(cfg, spec, cache)

@@ -84,3 +84,27 @@ def test_sixteen_bit_histogram_keeps_class_255_apart_from_the_ignore(tmp_path, n
     assert hist["255"] == sum(int((np.asarray(Image.open(m)) == 255).sum()) for m in masks)
     assert hist["65535"] == sum(int((np.asarray(Image.open(m)) == 65535).sum()) for m in masks)
     assert check_dataset("ade20k", str(make_ade(tmp_path, n=1, ids=[0, 1])))["ignore_index"] == 255
+
+
+def test_episode_check_reads_every_episode_and_lists_the_bad_ones(tmp_path):
+    """FSS-1000's test classes (data_modules/class_lists/fewshot/fss/test.txt): every jpg is an episode."""
+    from data_modules.check import check_episodes
+    from data_modules.episodes.lists import fss_categories
+
+    rng = np.random.default_rng(0)
+    classes = fss_categories("test")[:2]
+    for cls in classes:
+        folder = tmp_path / "FSS-1000" / cls
+        folder.mkdir(parents=True)
+        for i in (1, 2, 3):
+            Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+            mask = np.zeros((20, 30), np.uint8)
+            mask[:, :10] = 255  # a third of each mask is the class
+            Image.fromarray(mask).save(folder / f"{i}.png")
+    (tmp_path / "FSS-1000" / classes[1] / "2.jpg").write_bytes(b"not a jpeg")
+    report = check_episodes("fss1000", str(tmp_path), workers=0)
+    assert report["images"] == 6 and report["pairs_ok"] == 5
+    assert report["folds"] == {"0": {"episodes": 6, "ok": 5}}
+    assert sum(report["problem_counts"].values()) == 1 and classes[1] in report["problems"][0]["file"]
+    size = 480 * 480  # episodes are read at the protocol's size
+    assert report["label_hist"] == {"0": 5 * size * 2 // 3, "1": 5 * size // 3}
