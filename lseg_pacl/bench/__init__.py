@@ -18,6 +18,7 @@ from lseg_pacl.bench.data import data_suite
 from lseg_pacl.bench.evaluation import eval_suite
 from lseg_pacl.bench.feature_cache import feature_cache_suite
 from lseg_pacl.bench.gpu import gpu_suite
+from lseg_pacl.bench.lseg_zs import lseg_zs_suite
 from lseg_pacl.bench.pacl_loss import pacl_loss_suite
 from lseg_pacl.bench.rows import rows_suite
 from lseg_pacl.bench.text import text_suite
@@ -30,6 +31,7 @@ SUITES: dict[str, Callable[..., dict[str, dict]]] = {  # suite(full, device) -> 
     "eval": eval_suite,
     "rows": rows_suite,
     "gpu": gpu_suite,
+    "lseg_zs": lseg_zs_suite,
 }
 
 

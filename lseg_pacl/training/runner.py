@@ -205,10 +205,11 @@ def run_pipeline(plan: RunPlan, overrides: list[str]) -> dict:
 
 def print_pipeline(summary: dict) -> None:
     print(f"\nPipeline finished: {summary['run_dir']}")
-    print(f"{'stage':<16}{'objective':<12}{'steps':>8}{'val/mIoU':>12}  run directory")
+    width = max(16, *(len(stage) + 2 for stage in summary["stages"]))
+    print(f"{'stage':<{width}}{'objective':<12}{'steps':>8}{'val/mIoU':>12}  run directory")
     for stage, s in summary["stages"].items():
         miou = s["final"].get("val/mIoU", float("nan"))
-        print(f"{stage:<16}{s.get('objective', '?'):<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
+        print(f"{stage:<{width}}{s.get('objective', '?'):<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
 
 
 # ------------------------------------------------------------------------------------------------ entry

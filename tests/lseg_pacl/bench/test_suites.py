@@ -51,3 +51,13 @@ def test_rows_suite_measures_each_row_and_the_shared_trunk_beside_them():
         figures["rows.tiny_one_row_images_per_s"]["value"]
         / figures["rows.tiny_five_rows_shared_images_per_s"]["value"]
     )
+
+
+@pytest.mark.slow
+def test_lseg_zs_suite_times_a_zero_shot_training_step_per_backbone():
+    from lseg_pacl.bench.lseg_zs import lseg_zs_suite
+
+    figures = lseg_zs_suite(False, "cpu", size=32, clip="lseg-tiny-vit",
+                            backbones={"tiny_rn": "resnet_tiny_lseg", "tiny_vit": "vit_tiny_lseg"})
+    check(figures)
+    assert set(figures) == {f"lseg_zs.{b}_{k}_1ep_32" for b in ("tiny_rn", "tiny_vit") for k in ("step_s", "peak_mib")}
