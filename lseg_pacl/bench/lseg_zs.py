@@ -26,7 +26,8 @@ def one_step(backbone: str, episodes: int, size: int, clip: str, device: str) ->
     cfg = load_config("lseg_zs_pascal", [f"model.lseg.backbone={backbone}", f"model.clip.name={clip}",
                                          f"model.clip.pretrained={pretrained}", f"data.episodes.size={size}"])
     torch.manual_seed(0)
-    module = LSeg(to_plain(cfg), load_pretrained=False, train_classes=("aeroplane", "bicycle", "bird")).to(device)
+    classes = ("aeroplane", "bicycle", "bird")
+    module = LSeg(to_plain(cfg), load_pretrained=False, train_classes=classes).to(device)
     module.train()
     opt = torch.optim.SGD([p for _, p in module.trainable_parameters()], lr=1e-3, momentum=0.9)
     g = torch.Generator().manual_seed(0)

@@ -209,7 +209,8 @@ def print_pipeline(summary: dict) -> None:
     print(f"{'stage':<{width}}{'objective':<12}{'steps':>8}{'val/mIoU':>12}  run directory")
     for stage, s in summary["stages"].items():
         miou = s["final"].get("val/mIoU", float("nan"))
-        print(f"{stage:<{width}}{s.get('objective', '?'):<12}{s['global_step']:>8}{miou:>12.4f}  {s['run_dir']}")
+        print(f"{stage:<{width}}{s.get('objective', '?'):<12}{s['global_step']:>8}{miou:>12.4f}  "
+              f"{s['run_dir']}")
 
 
 # ------------------------------------------------------------------------------------------------ entry
