@@ -16,6 +16,7 @@ import torch
 
 from lseg_pacl.bench.data import data_suite
 from lseg_pacl.bench.evaluation import eval_suite
+from lseg_pacl.bench.export import export_suite
 from lseg_pacl.bench.feature_cache import feature_cache_suite
 from lseg_pacl.bench.gpu import gpu_suite
 from lseg_pacl.bench.lseg_zs import lseg_zs_suite
@@ -32,6 +33,7 @@ SUITES: dict[str, Callable[..., dict[str, dict]]] = {  # suite(full, device) -> 
     "rows": rows_suite,
     "gpu": gpu_suite,
     "lseg_zs": lseg_zs_suite,
+    "export": export_suite,
 }
 
 

@@ -7,6 +7,11 @@ unit embeddings on the model's grid, with the grid in the metadata). The model i
 objective, or an experiment's training-free model (the baselines); the protocol (mode, templates, scales,
 flip) is the eval.* section of its config, overridable with key=value words. A file that cannot be read is
 reported and skipped; nothing is overwritten unless ``overwrite=true``.
+
+``backend=onnx export=DIR`` runs an export (``lseg-pacl export``, lseg_pacl/export/) with ONNX Runtime on the
+CPU instead: the same resizing, windows and outputs, only the model's forward differs. The labels are the
+export's (``labels=``, when given, must name the same labels in the same order: ONNX has no text model) and
+the protocol the one it was exported with (``mode=``, ``short_side=``, ... override it).
 """
 
 from __future__ import annotations
@@ -92,16 +97,26 @@ def load_model(ckpt: str, overrides: list[str]):
     )
 
 
-def _write_embeddings(module, image: torch.Tensor, short_side: int, path: Path) -> None:
+def _torch_dense(module):
+    """x [1, 3, h, w] -> unit embeddings [gh, gw, D] of a PyTorch objective."""
+
+    def dense(x: torch.Tensor) -> torch.Tensor:
+        grid = module.dense_grid(x.shape[-2], x.shape[-1])
+        emb = torch.nn.functional.normalize(module.dense_embeddings(x).float(), dim=-1)[0]
+        return emb.reshape(grid[0], grid[1], -1)
+
+    return dense
+
+
+def _write_embeddings(dense_fn, patch: int, image: torch.Tensor, short_side: int, path: Path) -> None:
     from safetensors.torch import save_file
 
     x = resize_short_side(image, short_side)
-    p = module.patch_size
-    x = x[..., : x.shape[-2] // p * p, : x.shape[-1] // p * p]
-    grid = module.dense_grid(x.shape[-2], x.shape[-1])
-    dense = torch.nn.functional.normalize(module.dense_embeddings(x).float(), dim=-1)[0]
+    x = x[..., : x.shape[-2] // patch * patch, : x.shape[-1] // patch * patch]
+    dense = dense_fn(x)
+    grid = tuple(dense.shape[:2])
     save_file(
-        {"embeddings": dense.reshape(grid[0], grid[1], -1).contiguous().cpu()},
+        {"embeddings": dense.contiguous().cpu()},
         str(path),
         metadata={
             "grid": f"{grid[0]},{grid[1]}",
@@ -111,30 +126,69 @@ def _write_embeddings(module, image: torch.Tensor, short_side: int, path: Path) 
     )
 
 
+BACKENDS = ("torch", "onnx")
+
+
+def _onnx_model(export: str | None, labels: str | None, overrides: list[str]):
+    """(the export under ONNX Runtime, its label names, its protocol with the ``eval.*`` overrides)."""
+    from omegaconf import OmegaConf
+
+    from lseg_pacl.export.runtime import OnnxSegmenter
+
+    if not export:
+        raise ConfigError("backend=onnx needs export=DIR (a folder written by lseg-pacl export)")
+    model = OnnxSegmenter(export)
+    if model.label_embeddings is None:
+        raise ConfigError(f"the export in {export} holds no labels: export it with labels=\"a, b, ...\"")
+    if labels is not None and parse_labels(labels) != model.names:
+        raise ConfigError(f"labels= must be the export's labels ({', '.join(model.names)}): an ONNX export "
+                          f"has no text model; export again with the labels you want")
+    protocol_words = [w.removeprefix("eval.") for w in overrides if w.startswith("eval.")]
+    others = [w for w in overrides if not w.startswith("eval.")]
+    if others:
+        raise ConfigError(f"backend=onnx takes no model or config keys ({', '.join(others)}): the model is "
+                          f"the export's")
+    values = OmegaConf.to_container(OmegaConf.from_dotlist(protocol_words)) if protocol_words else {}
+    return model, model.names, model.protocol(values)
+
+
 def predict(
-    ckpt: str,
+    ckpt: str | None,
     image: str,
-    labels: str,
+    labels: str | None,
     out: str = "predictions",
     embeddings: bool = False,
     overwrite: bool = False,
     overrides: list[str] | None = None,
     limit: int | None = None,
+    backend: str = "torch",
+    export: str | None = None,
 ) -> dict:
-    names = parse_labels(labels)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend}: use one of {', '.join(BACKENDS)}")
     out_dir = Path(out).expanduser()
     files = image_files(image, out_dir)
     files = files[:limit] if limit else files
     stems = [f.stem for f in files]
-    module, cfg = load_model(ckpt, list(overrides or []))
-    device = device_for(cfg)
-    module = module.to(device).eval()
-    proto = protocol_for(cfg.eval, module.patch_size, cfg.data.val.image_size)
-    precision = precision_for(cfg, cfg.eval, device)
-    text = module.clip.class_embeddings(names, templates(cfg.eval.templates)).to(device)
+    if backend == "onnx":
+        model, names, proto = _onnx_model(export, labels, list(overrides or []))
+        device, precision, text = torch.device("cpu"), "fp32", model.label_embeddings
+        dense_fn = lambda x: model.embeddings(x)[0].permute(1, 2, 0)  # noqa: E731
+        logits_fn = model.logits
+    else:
+        if ckpt is None or labels is None:
+            raise ConfigError("predict needs ckpt= and labels= (or backend=onnx export=DIR)")
+        names = parse_labels(labels)
+        model, cfg = load_model(ckpt, list(overrides or []))
+        device = device_for(cfg)
+        model = model.to(device).eval()
+        proto = protocol_for(cfg.eval, model.patch_size, cfg.data.val.image_size)
+        precision = precision_for(cfg, cfg.eval, device)
+        text = model.clip.class_embeddings(names, templates(cfg.eval.templates)).to(device)
+        dense_fn, logits_fn = _torch_dense(model), model.logits
     out_dir.mkdir(parents=True, exist_ok=True)
-    mean = torch.tensor(module.input_mean).view(1, 3, 1, 1)
-    std = torch.tensor(module.input_std).view(1, 3, 1, 1)
+    mean = torch.tensor(model.input_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.input_std).view(1, 3, 1, 1)
     done, problems = [], []
     progress = _progress(files)
     for file in progress:
@@ -158,10 +212,10 @@ def predict(
         raw = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].to(device)
         x = ((raw.float().cpu() / 255 - mean) / std).to(device)
         with torch.no_grad(), autocast_for(precision, device):
-            fn = lambda im, size: module.logits(im, text, size)  # noqa: E731
-            label_map = infer(fn, raw, proto, (module.input_mean, module.input_std)).argmax(1)[0]
+            fn = lambda im, size: logits_fn(im, text, size)  # noqa: E731
+            label_map = infer(fn, raw, proto, (model.input_mean, model.input_std)).argmax(1)[0]
             if embeddings:
-                _write_embeddings(module, x, proto.short_side, targets[3])
+                _write_embeddings(dense_fn, model.patch_size, x, proto.short_side, targets[3])
         ids = label_map.cpu().numpy().astype(np.uint8)
         overlay(rgb, ids, names, title=file.name).save(targets[0])
         _palette_png(ids, len(names)).save(targets[1])

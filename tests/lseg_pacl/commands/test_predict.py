@@ -110,3 +110,58 @@ def test_inputs_sharing_a_stem_keep_apart(images, tmp_path):
     assert run(images, out) == 0
     assert (out / "a.jpg_overlay.png").is_file() and (out / "a.png_overlay.png").is_file()
     assert (out / "b_overlay.png").is_file()
+
+
+# ---- backend=onnx (lseg_pacl/export/): the same outputs from an export run by ONNX Runtime
+WORLD_LABELS = "sky, grass, ball, tree, water"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [["ckpt=demo_clip"], ["ckpt=demo_clip", "model.clip.last_block=naclip"],
+                                   ["ckpt=lseg_demo_seg", "model.lseg.spatial_reg=depthwise"]],
+                         ids=["clip", "naclip", "lseg_spatial"])
+def test_onnx_backend_writes_the_label_maps_pytorch_writes(world, tiny_clip_file, tmp_path, model):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    images = world / "coco" / "val2017"
+    weights = f"model.clip.pretrained={tiny_clip_file}"
+    torch.manual_seed(0)  # LSeg's DPT is random: the same seed builds the same one twice
+    assert main(["export", *model, weights, "format=onnx", f"labels={WORLD_LABELS}",
+                 f"out={tmp_path / 'export'}"]) == 0
+    torch.manual_seed(0)
+    assert main(["predict", *model, weights, f"image={images}", f"labels={WORLD_LABELS}",
+                 f"out={tmp_path / 'torch'}", "embeddings=true"]) == 0
+    assert main(["predict", "backend=onnx", f"export={tmp_path / 'export'}", f"image={images}",
+                 f"out={tmp_path / 'onnx'}", "embeddings=true"]) == 0
+    stems = sorted(p.stem for p in images.iterdir())
+    assert stems
+    for stem in stems:
+        with Image.open(tmp_path / "torch" / f"{stem}_labels.png") as a, \
+                Image.open(tmp_path / "onnx" / f"{stem}_labels.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b)), stem
+        for name in (f"{stem}.json",):
+            want = json.loads((tmp_path / "torch" / name).read_text())
+            assert json.loads((tmp_path / "onnx" / name).read_text()) == want
+        with safe_open(tmp_path / "torch" / f"{stem}_embeddings.safetensors", "pt") as a, \
+                safe_open(tmp_path / "onnx" / f"{stem}_embeddings.safetensors", "pt") as b:
+            assert a.metadata() == b.metadata()
+            torch.testing.assert_close(b.get_tensor("embeddings"), a.get_tensor("embeddings"), rtol=0,
+                                       atol=1e-4)
+
+
+@pytest.mark.slow
+def test_onnx_backend_takes_the_exports_labels_only(world, tiny_clip_file, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    images = world / "coco" / "val2017"
+    export = tmp_path / "export"
+    assert main(["export", "ckpt=demo_clip", f"model.clip.pretrained={tiny_clip_file}",
+                 f"labels={WORLD_LABELS}", f"out={export}"]) == 0
+    capsys.readouterr()
+    base = ["predict", "backend=onnx", f"export={export}", f"image={images}", f"out={tmp_path / 'o'}"]
+    assert main([*base, "labels=sky, grass"]) == 2
+    assert "the export's labels (sky, grass, ball, tree, water)" in capsys.readouterr().err
+    assert main([*base, "model.clip.last_block=sclip"]) == 2
+    assert main([*base, f"labels={WORLD_LABELS}", "mode=slide", "crop=32", "stride=16", "limit=1"]) == 0
+    assert main(["predict", "backend=onnx", f"image={images}"]) == 2
+    assert "export=" in capsys.readouterr().err
