@@ -62,6 +62,16 @@ docs-example: $(STAMP) ## regenerate docs/examples/ (README's example overlay) f
 	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 9 minutes)"; exit 3; }
 	$(PY) -m lseg_pacl predict ckpt=$(DEMO_CKPT) image=data/synthetic/ADEChallengeData2016/images/validation/000000004001.jpg labels="$(DEMO_LABELS)" out=docs/examples overwrite=true
 
+APP_STAMP := $(VENV)/.app-installed-stamp
+.PHONY: app
+
+$(APP_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[app]"
+	touch $(APP_STAMP)
+
+app: $(APP_STAMP) ## a web page to segment images, 1-2 models side by side: make app [CKPT=...] [ARGS="port=7860 host=127.0.0.1"]
+	$(PY) -m lseg_pacl app $(if $(CKPT),ckpt=$(CKPT)) $(ARGS)
+
 test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -57,26 +57,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "embeddings": bool,
         "overwrite": bool,
         "limit": int,
+        "backend": str,
+        "export": str,
     }
     mine = [w for w in args.options if w.partition("=")[0] in own]
     opts = key_values(mine, own)
-    missing = [k for k in ("ckpt", "image", "labels") if k not in opts]
+    onnx = opts.get("backend") == "onnx"
+    needed = ("export", "image") if onnx else ("ckpt", "image", "labels")
+    missing = [k for k in needed if k not in opts]
     if missing:
         raise ConfigError(
             f"predict needs {', '.join(f'{k}=...' for k in missing)} "
-            f'(e.g. ckpt=runs/.../last.ckpt image=photo.jpg labels="cat, grass, other")'
+            + ("(e.g. backend=onnx export=exports/demo image=photo.jpg)" if onnx else
+               '(e.g. ckpt=runs/.../last.ckpt image=photo.jpg labels="cat, grass, other")')
         )
     rest = _eval_shortcuts([w for w in args.options if w not in mine])
     predict(
-        opts["ckpt"],
+        opts.get("ckpt"),
         opts["image"],
-        opts["labels"],
+        opts.get("labels"),
         opts.get("out", "predictions"),
         opts.get("embeddings", False),
         opts.get("overwrite", False),
         rest,
         opts.get("limit"),
+        opts.get("backend", "torch"),
+        opts.get("export"),
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lseg_pacl.commands.export import export_command
+
+    export_command(args.options, _eval_shortcuts)
     return 0
 
 
@@ -204,7 +218,16 @@ def parser() -> argparse.ArgumentParser:
         "predict",
         cmd_predict,
         "segment your images: lseg-pacl predict ckpt=PATH|EXP image=FILE_OR_DIR "
-        'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N]',
+        'labels="cat, grass, other" [out=DIR] [embeddings=true] [overwrite=true] [limit=N] | '
+        "lseg-pacl predict backend=onnx export=DIR image=FILE_OR_DIR [out=DIR] ...",
+        "options",
+    )
+    _command(
+        sub,
+        "export",
+        cmd_export,
+        "export a model's dense image model to ONNX: lseg-pacl export ckpt=PATH|EXP format=onnx out=DIR "
+        '[labels="cat, grass, other"] [opset=17] [overwrite=true] [key=value ...]',
         "options",
     )
     _command(
@@ -247,6 +270,9 @@ def parser() -> argparse.ArgumentParser:
         "stress [pacl=10] [ddp=10] [load=2] [stall_after=120] [steps=12] [clip=CKPT] [out=DIR]",
         "options",
     )
+    from lseg_pacl.commands.app import USAGE, cmd_app  # light: gradio is imported when the command runs
+
+    _command(sub, "app", cmd_app, f"a web page that segments your images: {USAGE}", "options")
     return p
 
 
