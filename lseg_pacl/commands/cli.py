@@ -259,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
         "bench",
         cmd_bench,
         "speed and memory figures to bench/results.json: lseg-pacl bench "
-        "[suites=pacl_loss,feature_cache,text,data,eval,gpu] [out=FILE] [full=true]",
+        "[suites=pacl_loss,feature_cache,text,data,eval,rows,gpu,lseg_zs,export] [out=FILE] [full=true]",
         "options",
     )
     _command(
