@@ -114,12 +114,6 @@ class Segmenter:
         return label_map.cpu().numpy().astype(np.uint8)
 
 
-def shares(ids: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    """Each label's share of the pixels, rounded as predict's JSON rounds them."""
-    counts = np.bincount(ids.ravel(), minlength=len(names))
-    return {n: round(float(c) / ids.size, 6) for n, c in zip(names, counts, strict=True)}
-
-
 class Models:
     """Models loaded on first use and kept in an LRU of ``size``; a model serves one request at a time (its
     own lock), different models may run side by side."""

@@ -18,8 +18,8 @@ from PIL import Image
 
 from data_modules.bad_samples import BadSample
 from data_modules.images import read_rgb
-from lseg_pacl.app.models import Choice, Models, shares
-from lseg_pacl.commands.predict import _palette_png, parse_labels
+from lseg_pacl.app.models import Choice, Models
+from lseg_pacl.commands.predict import label_shares, palette_png, parse_labels
 from lseg_pacl.errors import UserError
 from lseg_pacl.evaluation.pictures import overlay
 
@@ -132,11 +132,11 @@ class App:
                                f"the server's log has the details") from None
             seconds = time.perf_counter() - start
             png = out / f"{stem}_{_slug(label)}_labels.png"
-            _palette_png(ids, len(names)).save(png)
+            palette_png(ids, len(names)).save(png)
             results += [
                 f"**{label}** · {device} · {seconds:.1f} s",
                 overlay(rgb, ids, names, title=label),
-                shares(ids, names),
+                label_shares(ids, names),
                 str(png),
             ]
         for _ in range(SLOTS - len(chosen)):

@@ -218,13 +218,12 @@ def predict(
                 _write_embeddings(dense_fn, model.patch_size, x, proto.short_side, targets[3])
         ids = label_map.cpu().numpy().astype(np.uint8)
         overlay(rgb, ids, names, title=file.name).save(targets[0])
-        _palette_png(ids, len(names)).save(targets[1])
-        counts = np.bincount(ids.ravel(), minlength=len(names))
+        palette_png(ids, len(names)).save(targets[1])
         summary = {
             "image": str(file),
             "size": [int(rgb.shape[0]), int(rgb.shape[1])],
             "labels": list(names),
-            "share": {n: round(float(c) / ids.size, 6) for n, c in zip(names, counts, strict=True)},
+            "share": label_shares(ids, names),
         }
         targets[2].write_text(json.dumps(summary, indent=2), encoding="utf-8")
         done.append(str(file))
@@ -234,7 +233,13 @@ def predict(
     return {"done": done, "problems": problems, "out": str(out_dir)}
 
 
-def _palette_png(ids: np.ndarray, n: int) -> Image.Image:
+def label_shares(ids: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    """Each label's share of the pixels, rounded to 6 decimals as the JSON keeps them."""
+    counts = np.bincount(ids.ravel(), minlength=len(names))
+    return {n: round(float(c) / ids.size, 6) for n, c in zip(names, counts, strict=True)}
+
+
+def palette_png(ids: np.ndarray, n: int) -> Image.Image:
     img = Image.fromarray(ids, mode="P")
     colours = palette(n)
     img.putpalette(colours.astype(np.uint8).ravel().tolist() + [0] * (3 * (256 - n)))
