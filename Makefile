@@ -78,7 +78,7 @@ test: $(STAMP) ## the whole test suite, slow end-to-end tests included
 test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) ## speed/memory figures (about 5 min on 2 CPU cores) -> bench/results.json: make bench ARGS="suites=pacl_loss full=true"
+bench: $(STAMP) ## speed/memory figures (about 7 min on 2 CPU cores) -> bench/results.json: make bench ARGS="suites=pacl_loss full=true"
 	$(PY) -m lseg_pacl bench $(ARGS)
 
 stress: $(STAMP) ## count stalls: the demo PACL stage and a DDP step, repeated under load: make stress ARGS="pacl=50 ddp=50"
