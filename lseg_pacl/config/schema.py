@@ -166,8 +166,8 @@ class SegDataConfig:
     split: str | None = None  # None: each dataset's validation split; a value applies to every dataset
     image_size: int | None = None  # resize the short side, centre-crop a square (required for training)
     max_images: int | None = None
-    # Episode benchmarks validated on data.fold's unseen classes (val/mIoU/<name>: the mean foreground IoU
-    # over the fold's classes; val/FB-IoU/<name>)
+    # Episode benchmarks validated on data.fold's unseen classes (val/mIoU/episodes/<name>: the mean
+    # foreground IoU over the fold's classes; val/FB-IoU/episodes/<name>)
     episodes: list[str] = field(default_factory=list)
 
 

@@ -178,8 +178,8 @@ class ZeroShotObjective(L.LightningModule):
         for (name, _, _), meter in zip(self.val_episodes, self.episode_meters, strict=True):
             miou, fb_iou = self.episode_scores(meter)
             scores.append(miou)
-            self.log(f"val/mIoU/{name}", miou)
-            self.log(f"val/FB-IoU/{name}", fb_iou)
+            self.log(f"val/mIoU/episodes/{name}", miou)
+            self.log(f"val/FB-IoU/episodes/{name}", fb_iou)
         if scores:
             self.log("val/mIoU", torch.stack(scores).mean(), prog_bar=True)
 

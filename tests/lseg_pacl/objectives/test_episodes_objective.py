@@ -99,7 +99,6 @@ def test_validation_logs_the_folds_mean_foreground_iou_and_fb_iou(monkeypatch):
             union[k, c] += a.sum() + b.sum() - (a & b).sum()
     miou = np.mean([inter[1, c] / max(union[1, c], 1) for c in FOLD0])
     fb = np.mean(inter[:, FOLD0].sum(1) / union[:, FOLD0].sum(1))
-    assert logged["val/mIoU/synthetic"] == np.float32(miou)
-    assert (
-        abs(logged["val/FB-IoU/synthetic"] - fb) < 1e-6 and logged["val/mIoU"] == logged["val/mIoU/synthetic"]
-    )
+    assert logged["val/mIoU/episodes/synthetic"] == np.float32(miou)
+    assert abs(logged["val/FB-IoU/episodes/synthetic"] - fb) < 1e-6
+    assert logged["val/mIoU"] == logged["val/mIoU/episodes/synthetic"]

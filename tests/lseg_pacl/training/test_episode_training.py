@@ -16,8 +16,8 @@ def test_episode_training_validates_and_eval_scores_any_fold(tiny, tmp_path, cap
     summary = train("lseg_zs_demo_episodes", [*tiny, "model.clip.pretrained=null", "data.fold=1"])
     final = summary["final"]
     assert summary["global_step"] == 4
-    assert 0 <= final["val/mIoU/synthetic"] <= 1 and 0 <= final["val/FB-IoU/synthetic"] <= 1
-    assert final["val/mIoU"] == final["val/mIoU/synthetic"]
+    assert 0 <= final["val/mIoU/episodes/synthetic"] <= 1 and 0 <= final["val/FB-IoU/episodes/synthetic"] <= 1
+    assert final["val/mIoU"] == final["val/mIoU/episodes/synthetic"]
     ckpt = Path(summary["last_checkpoint"])
     capsys.readouterr()
     args = [a for a in tiny if not a.startswith(("trainer.", "data.batch_size"))]
