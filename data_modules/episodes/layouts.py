@@ -4,6 +4,7 @@ test_lseg_zs.py; fewshot_data/data/{pascal,coco,fss}.py), the embedded world's A
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,15 +14,17 @@ __all__ = ["LAYOUTS", "Layout", "locate"]
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(ABC):
     folder: str  # the dataset's folder under the data root
     description: str  # the expected layout, for error messages
 
+    @abstractmethod
     def image(self, folder: Path, name: str, split: str) -> Path:
-        raise NotImplementedError
+        """The query image of episode ``name``."""
 
+    @abstractmethod
     def mask(self, folder: Path, name: str, split: str) -> Path:
-        raise NotImplementedError
+        """Its mask."""
 
     def required(self, folder: Path, split: str) -> list[Path]:
         return [folder]
