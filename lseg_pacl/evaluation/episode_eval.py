@@ -20,7 +20,7 @@ from data_modules.workers import worker_options
 from lseg_pacl.evaluation.episodes import EpisodeMeter
 from lseg_pacl.evaluation.evaluator import bounded_waits, count_skips
 from lseg_pacl.evaluation.settings import autocast_for, precision_for
-from lseg_pacl.objectives.base import ZeroShotObjective
+from lseg_pacl.objectives.base import OTHERS, ZeroShotObjective
 from lseg_pacl.training.inputs import episode_set
 
 
@@ -85,7 +85,7 @@ def evaluate_episodes(
         "fold": fold,
         "size": cfg.data.episodes.size,
         "count": len(data),
-        "texts": ["others", "<class>"],
+        "texts": [OTHERS, "<class>"],
         "templates": cfg.eval.templates,
         "precision": precision,
     }
