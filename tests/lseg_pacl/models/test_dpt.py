@@ -219,11 +219,16 @@ def test_missing_or_unreadable_weights_file(tmp_path):
         create_vit("vit_tiny_lseg", str(tmp_path / "junk.pt"))
 
 
-def test_offline_without_cache_fails_fast_and_says_what_to_download(monkeypatch, tmp_path, no_network):
+@pytest.fixture
+def empty_offline_hub(monkeypatch, tmp_path, no_network):
+    """No network and an empty Hugging Face cache: a hub tag can only fail."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+
+
+def test_offline_without_cache_fails_fast_and_says_what_to_download(empty_offline_hub):
     start = time.perf_counter()
     with pytest.raises(MissingInputError) as info:
         DPT("vit_base_patch32_384", pretrained="imagenet")
@@ -335,11 +340,7 @@ def test_resnet_weights_from_a_local_file(tmp_path, tiny_resnet, layout, no_netw
         assert torch.equal(value, state[name]), name
 
 
-def test_resnet101_imagenet_is_torchvisions_weights_and_fails_fast_offline(monkeypatch, tmp_path, no_network):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+def test_resnet101_imagenet_is_torchvisions_weights_and_fails_fast_offline(empty_offline_hub):
     start = time.perf_counter()
     with pytest.raises(MissingInputError) as info:
         DPT("resnet101", pretrained="imagenet")
