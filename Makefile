@@ -52,14 +52,14 @@ LABELS ?=
 
 predict: $(STAMP) ## segment images: make predict CKPT=... IMAGE=... LABELS="cat, dog" (none: the demo PACL model on 4 synthetic images)
 ifeq ($(strip $(CKPT)$(IMAGE)$(LABELS)),)
-	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 9 minutes)"; exit 3; }
+	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 6 minutes)"; exit 3; }
 	$(PY) -m lseg_pacl predict ckpt=$(DEMO_CKPT) image=data/synthetic/ADEChallengeData2016/images/validation labels="$(DEMO_LABELS)" limit=4 out=predictions/demo $(ARGS)
 else
 	$(PY) -m lseg_pacl predict ckpt=$(CKPT) image=$(IMAGE) labels="$(LABELS)" $(ARGS)
 endif
 
 docs-example: $(STAMP) ## regenerate docs/examples/ (README's example overlay) from the demo PACL checkpoint
-	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 9 minutes)"; exit 3; }
+	@test -n "$(DEMO_CKPT)" || { echo "no demo checkpoint under runs/demo/: run 'make train' first (about 6 minutes)"; exit 3; }
 	$(PY) -m lseg_pacl predict ckpt=$(DEMO_CKPT) image=data/synthetic/ADEChallengeData2016/images/validation/000000004001.jpg labels="$(DEMO_LABELS)" out=docs/examples overwrite=true
 
 APP_STAMP := $(VENV)/.app-installed-stamp
