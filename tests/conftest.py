@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,22 @@ def tiny(world, tmp_path) -> list[str]:
         "trainer.max_steps=4",
         "trainer.enable_progress_bar=false",
     ]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network and no waiting: a connection attempt, or a sleep on the test's own thread (a retry's
+    back-off), fails the test at once. Code that must stop within seconds offline is checked this way,
+    without timing it."""
+    real_sleep, main = time.sleep, threading.main_thread()
+
+    def refuse_connection(*args, **kwargs):
+        raise AssertionError("a test tried to open a network connection")
+
+    def refuse_sleep(seconds):
+        if threading.current_thread() is main:
+            raise AssertionError(f"offline code waited {seconds} s instead of stopping")
+        real_sleep(seconds)
+
+    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+    monkeypatch.setattr(time, "sleep", refuse_sleep)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from functools import partial
 
 import pytest
@@ -440,13 +439,12 @@ def test_a_vfm_that_is_not_a_timm_vit_is_refused():
 # ------------------------------------------------------------------------------------------------ weights
 
 
-def test_missing_vfm_weights_stop_at_once_naming_the_file(tmp_path, monkeypatch):
+def test_missing_vfm_weights_stop_at_once_naming_the_file(tmp_path, monkeypatch, offline):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
+    # no connection tried, no wait (the offline fixture)
     with pytest.raises(MissingInputError, match=f"model.safetensors.*{VFM_KEY}") as info:
         build_vfm("vit_base_patch8_224", "dino")
-    assert time.monotonic() - start < 10
     assert "timm/vit_base_patch8_224.dino" in str(info.value)
 
 
@@ -569,7 +567,7 @@ def test_eval_runs_end_to_end(world, tiny_clip_file, tmp_path):
 
 
 def test_eval_without_the_vfm_weights_stops_at_once_naming_them(world, tiny_clip_file, tmp_path, monkeypatch,
-                                                                   capsys):
+                                                                   capsys, offline):
     from lseg_pacl.commands.cli import main
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
@@ -578,9 +576,7 @@ def test_eval_without_the_vfm_weights_stops_at_once_naming_them(world, tiny_clip
             "model.clip.name=lseg-tiny-vit", f"model.clip.pretrained={tiny_clip_file}", "eval.short_side=48",
             "eval.crop=32", "eval.stride=16", "eval.max_images=1", "eval.pictures=0", "data.num_workers=0",
             "logger.wandb.mode=disabled", f"run.root={tmp_path}"]
-    start = time.monotonic()
-    assert main(args) == MissingInputError.exit_code
-    assert time.monotonic() - start < 30
+    assert main(args) == MissingInputError.exit_code  # no connection tried, no wait (the offline fixture)
     out = capsys.readouterr()
     assert "model.safetensors" in out.err + out.out and VFM_KEY in out.err + out.out
 

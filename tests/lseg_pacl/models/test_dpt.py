@@ -1,6 +1,3 @@
-import socket
-import time
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -17,14 +14,6 @@ VIT_L_DPT_PARAMETERS = 341_655_040  # ViT-L/16 384 DPT, features 256, out_dim 51
 def tiny():
     torch.manual_seed(0)
     return DPT("vit_tiny_lseg").eval()
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to open a network connection")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def _level_sizes(model: DPT, images: torch.Tensor) -> list[tuple[int, int]]:
@@ -183,7 +172,7 @@ def test_bad_readout_and_unknown_backbone():
 
 
 @pytest.mark.parametrize("layout", ["plain.pth", "nested.pt", "weights.safetensors", "prefixed.bin"])
-def test_local_weights_file_round_trips(tmp_path, tiny, layout, no_network):
+def test_local_weights_file_round_trips(tmp_path, tiny, layout, offline):
     vit_state = {k: v.clone() for k, v in tiny.vit.state_dict().items()}
     vit_state["norm.weight"], vit_state["norm.bias"] = torch.ones(96), torch.zeros(96)  # a full timm ViT
     path = tmp_path / layout
@@ -220,7 +209,7 @@ def test_missing_or_unreadable_weights_file(tmp_path):
 
 
 @pytest.fixture
-def empty_offline_hub(monkeypatch, tmp_path, no_network):
+def empty_offline_hub(monkeypatch, tmp_path, offline):
     """No network and an empty Hugging Face cache: a hub tag can only fail."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
@@ -229,16 +218,14 @@ def empty_offline_hub(monkeypatch, tmp_path, no_network):
 
 
 def test_offline_without_cache_fails_fast_and_says_what_to_download(empty_offline_hub):
-    start = time.perf_counter()
-    with pytest.raises(MissingInputError) as info:
+    with pytest.raises(MissingInputError) as info:  # no connection tried, no wait (the offline fixture)
         DPT("vit_base_patch32_384", pretrained="imagenet")
-    assert time.perf_counter() - start < 5
     message = str(info.value)
     assert "model.lseg.backbone_pretrained=/path/to/model.safetensors" in message
     assert "timm/vit_base_patch32_384.augreg_in21k_ft_in1k" in message
 
 
-def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, no_network):
+def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, offline):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hf" / "hub" / "models--timm--fake_tiny"
     (repo / "refs").mkdir(parents=True)
@@ -264,7 +251,7 @@ def test_cached_hub_weights_load_offline(monkeypatch, tmp_path, tiny, no_network
     assert torch.equal(vit.pos_embed, tiny.vit.pos_embed)
 
 
-def test_pretrained_tags_are_checked_without_network(no_network):
+def test_pretrained_tags_are_checked_without_network(offline):
     with pytest.raises(ConfigError, match="augreg_in21k_ft_in1k"):
         create_vit("vit_base_patch32_384", "no_such_tag")
     with pytest.raises(ConfigError, match="no pretrained weights"):
@@ -328,7 +315,7 @@ def test_vit_names_are_unchanged_and_kinds_refuse_each_other():
 
 
 @pytest.mark.parametrize("layout", ["torchvision.pth", "prefixed.ckpt"])
-def test_resnet_weights_from_a_local_file(tmp_path, tiny_resnet, layout, no_network):
+def test_resnet_weights_from_a_local_file(tmp_path, tiny_resnet, layout, offline):
     state = {k: v.clone() for k, v in tiny_resnet.resnet.state_dict().items()}
     path = tmp_path / layout
     if layout == "torchvision.pth":  # torchvision's layout: the same names plus the ImageNet classifier
@@ -341,10 +328,8 @@ def test_resnet_weights_from_a_local_file(tmp_path, tiny_resnet, layout, no_netw
 
 
 def test_resnet101_imagenet_is_torchvisions_weights_and_fails_fast_offline(empty_offline_hub):
-    start = time.perf_counter()
-    with pytest.raises(MissingInputError) as info:
+    with pytest.raises(MissingInputError) as info:  # no connection tried, no wait (the offline fixture)
         DPT("resnet101", pretrained="imagenet")
-    assert time.perf_counter() - start < 5
     message = str(info.value)
     assert "timm/resnet101.tv_in1k" in message and "model.lseg.backbone_pretrained=/path/to/" in message
     with pytest.raises(ConfigError, match="no pretrained weights"):

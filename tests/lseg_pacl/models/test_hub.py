@@ -1,5 +1,4 @@
 import socket
-import time
 
 import pytest
 
@@ -106,13 +105,11 @@ def test_cached_open_clip_weights_from_the_hub_cache_or_the_clip_folder(monkeypa
     assert hub.cached_hub_file({"url": url}) == str(local)
 
 
-def test_require_reachable_fails_fast_with_instructions(monkeypatch):
+def test_require_reachable_fails_fast_with_instructions(monkeypatch, offline):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
-    with pytest.raises(MissingInputError) as info:
+    with pytest.raises(MissingInputError) as info:  # no connection tried, no wait (the offline fixture)
         hub.require_reachable("https://huggingface.co", what="Weights X", filename="model.safetensors",
                               where="https://huggingface.co/org/x", config_key="model.x.pretrained")
-    assert time.perf_counter() - start < 1
     message = str(info.value)
     assert "HF_HUB_OFFLINE" in message and "https://huggingface.co/org/x" in message
     assert "model.x.pretrained=/path/to/model.safetensors" in message
