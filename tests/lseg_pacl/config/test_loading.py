@@ -49,7 +49,7 @@ def test_experiment_extends_its_base_and_overrides_win():
     base = load_config("demo_clip")
     child = load_config("demo_pacl", ["optim.lr=0.25", "seed=7"])
     assert child.model.objective == "pacl" and base.model.objective == "clip"
-    assert child.data.train == base.data.train  # inherited, inside a node the child also sets keys of
+    assert child.data.train == base.data.train  # inherited, though the child sets another key of data
     assert child.data.batch_size != base.data.batch_size  # the child's own value
     assert child.optim.lr == 0.25 and child.seed == 7
     assert child.run.experiment == "demo_pacl"
